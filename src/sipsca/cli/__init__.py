@@ -1,0 +1,3 @@
+"""sipsca.cli."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""sipsca.proxy."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""sipsca.rpc."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""sipsca.runtime."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""sipsca.storage."""
+
+from __future__ import annotations

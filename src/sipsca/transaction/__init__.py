@@ -1,0 +1,3 @@
+"""sipsca.transaction."""
+
+from __future__ import annotations
