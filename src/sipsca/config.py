@@ -95,7 +95,9 @@ class ScaConfig:
 
 @dataclass(frozen=True, slots=True)
 class DbConfig:
-    db_url: str = "sqlite:///var/sipsca.sqlite"
+    db_url: str = "sqlite://var/sipsca.sqlite"
+    """Kamailio style: ``sqlite://`` + path (``sqlite://var/x.sqlite`` is relative,
+    ``sqlite:///var/lib/x.sqlite`` absolute)."""
     subs_table: str = "sca_subscriptions"
     db_update_interval: int = 300
     """Seconds between write-backs; 0 = write-through."""

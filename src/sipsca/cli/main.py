@@ -1,0 +1,219 @@
+"""The ``sipsca`` command: serve, check-config, user, db, rpc."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sipsca import __version__
+from sipsca.cli.settings import config_from_dict, load_config, validate
+from sipsca.config import SipscaConfig
+from sipsca.errors import ConfigError, StorageError
+
+__all__ = ["main"]
+
+
+def _load(config_file: str | None, overrides: dict[str, Any]) -> SipscaConfig:
+    config = load_config(config_file) if config_file else SipscaConfig()
+    data: dict[str, dict[str, Any]] = {}
+    for dotted, value in overrides.items():
+        if value is None or value == ():
+            continue
+        section, key = dotted.split(".")
+        data.setdefault(section, {})[key] = list(value) if isinstance(value, tuple) else value
+    if data:
+        config = config_from_dict(data, base=config)
+    validate(config)
+    return config
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"sipsca: error: {exc}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sipsca")
+def cli() -> None:
+    """sipsca: a Shared Call Appearances SIP server (registrar, proxy, SCA)."""
+
+
+@cli.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
+@click.option("--listen", multiple=True, help="transport:host:port (udp, tcp, tls); repeatable.")
+@click.option("--db-url", help="sqlite:///PATH, postgresql://..., mysql://...")
+@click.option("--rpc-listen", help="HOST:PORT of the JSON-RPC / metrics listener.")
+@click.option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")
+def serve(config_file: str | None, listen: tuple[str, ...], db_url: str | None,
+          rpc_listen: str | None, log_level: str | None) -> None:
+    """Run the server in the foreground until SIGTERM/SIGINT."""
+    from sipsca.cli.logs import setup_logging
+
+    try:
+        config = _load(config_file, {
+            "server.listen": listen, "db.db_url": db_url, "rpc.listen": rpc_listen, "log.level": log_level,
+        })
+    except ConfigError as exc:
+        _fail(exc)
+        return
+    setup_logging(config.log.level, config.log.format)
+    if config.auth.mode == "none" and config.auth.allow_unauthenticated:
+        import logging
+
+        logging.getLogger("sipsca").warning("authentication is OFF on a non-loopback address")
+    from sipsca.service import run_server
+
+    sys.exit(run_server(config))
+
+
+@cli.command("check-config")
+@click.argument("config_file", type=click.Path(dir_okay=False))
+def check_config(config_file: str) -> None:
+    """Validate a config file and print the effective settings."""
+    try:
+        config = load_config(config_file)
+    except ConfigError as exc:
+        _fail(exc)
+        return
+    for section, values in dataclasses.asdict(config).items():
+        for key, value in values.items():
+            click.echo(f"{section}.{key} = {value!r}")
+    click.echo(f"{config_file}: OK")
+
+
+def _storage_options(func: Any) -> Any:
+    func = click.option("--db-url", help="Database URL (overrides the config file).")(func)
+    func = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")(func)
+    return func
+
+
+async def _with_storage(config: SipscaConfig, action: Any) -> Any:
+    from sipsca.storage.registry import open_storage
+
+    storage = open_storage(config.db.db_url, subs_table=config.db.subs_table, server_id=config.db.server_id)
+    await storage.open()
+    try:
+        if await storage.schema_version() is None:
+            await storage.init_schema()
+        return await action(storage)
+    finally:
+        await storage.close()
+
+
+def _run_storage(config_file: str | None, db_url: str | None, action: Any) -> Any:
+    try:
+        config = _load(config_file, {"db.db_url": db_url})
+            return asyncio.run(_with_storage(config, action))
+    except (ConfigError, StorageError) as exc:
+        _fail(exc)
+
+
+@cli.group()
+def user() -> None:
+    """Manage digest subscribers (HA1 stored, never the password)."""
+
+
+@user.command("add")
+@click.argument("address")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False),
+              help="Read the password from this file (first line).")
+@_storage_options
+def user_add(address: str, password_file: str | None, config_file: str | None, db_url: str | None) -> None:
+    """Add or replace USER@DOMAIN."""
+    from sipsca.auth.digest import make_subscriber
+
+    username, at, domain = address.partition("@")
+    if not at or not username or not domain:
+        _fail(ConfigError(f"{address!r} is not USER@DOMAIN"))
+    if password_file:
+        password = Path(password_file).read_text().splitlines()[0] if Path(password_file).read_text() else ""
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        _fail(ConfigError("empty password"))
+    subscriber = make_subscriber(username, domain, password)
+
+    async def action(storage: Any) -> None:
+        await storage.add_subscriber(subscriber)
+
+    _run_storage(config_file, db_url, action)
+    click.echo(f"added {username}@{domain}")
+
+
+@user.command("del")
+@click.argument("address")
+@_storage_options
+def user_del(address: str, config_file: str | None, db_url: str | None) -> None:
+    """Delete USER@DOMAIN."""
+    username, _, domain = address.partition("@")
+
+    async def action(storage: Any) -> bool:
+        return bool(await storage.delete_subscriber(username, domain))
+
+    if not _run_storage(config_file, db_url, action):
+        click.echo(f"sipsca: error: no user {address}", err=True)
+        sys.exit(1)
+    click.echo(f"deleted {address}")
+
+
+@user.command("list")
+@_storage_options
+def user_list(config_file: str | None, db_url: str | None) -> None:
+    """List subscribers."""
+
+    async def action(storage: Any) -> list[Any]:
+        return list(await storage.list_subscribers())
+
+    for sub in _run_storage(config_file, db_url, action) or []:
+        click.echo(f"{sub.username}@{sub.domain}")
+
+
+@cli.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("init")
+@_storage_options
+def db_init(config_file: str | None, db_url: str | None) -> None:
+    """Create every table (idempotent)."""
+
+    async def action(storage: Any) -> None:
+        await storage.init_schema()
+
+    _run_storage(config_file, db_url, action)
+    click.echo("database initialised")
+
+
+@db.command("migrate")
+@_storage_options
+def db_migrate(config_file: str | None, db_url: str | None) -> None:
+    """Upgrade the schema to this version of sipsca."""
+
+    async def action(storage: Any) -> list[str]:
+        return list(await storage.migrate())
+
+    steps = _run_storage(config_file, db_url, action) or []
+    for step in steps:
+        click.echo(step)
+    click.echo("database is up to date")
+
+
+def _add_rpc() -> None:
+    try:
+        from sipsca.cli.rpc_cmd import rpc_command
+    except ImportError:  # pragma: no cover - during development only
+        return
+    cli.add_command(rpc_command, "rpc")
+
+
+_add_rpc()
+
+
+def main() -> None:
+    cli(prog_name="sipsca")

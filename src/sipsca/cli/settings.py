@@ -1,0 +1,226 @@
+"""TOML configuration -> :class:`sipsca.config.SipscaConfig`.
+
+The only module that reads configuration files. Unknown sections or keys, wrong types and
+bad values are refused with one :class:`ConfigError` naming ``section.key``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from sipsca.config import (
+    AuthConfig,
+    DbConfig,
+    LineConfig,
+    LogConfig,
+    ProxyConfig,
+    RegistrarConfig,
+    RpcConfig,
+    ScaConfig,
+    ServerConfig,
+    SipscaConfig,
+    TransactionConfig,
+)
+from sipsca.errors import ConfigError
+
+__all__ = ["load_config", "config_from_dict", "parse_listen"]
+
+logger = logging.getLogger(__name__)
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerConfig,
+    "transaction": TransactionConfig,
+    "sca": ScaConfig,
+    "db": DbConfig,
+    "auth": AuthConfig,
+    "registrar": RegistrarConfig,
+    "proxy": ProxyConfig,
+    "rpc": RpcConfig,
+    "log": LogConfig,
+}
+
+# Kamailio sca parameters that have no meaning in sipsca: accepted and logged as ignored.
+_IGNORED_SCA = {"outbound_proxy", "state_table", "from_uri_avp", "to_uri_avp"}
+# Kamailio puts db_url / subs_table / db_update_interval in the sca module; accept them there.
+_SCA_DB_KEYS = {"db_url", "subs_table", "db_update_interval"}
+
+
+def load_config(path: str | Path) -> SipscaConfig:
+    """Read and validate a TOML file."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found")
+    except PermissionError:
+        raise ConfigError(f"config file {path} is not readable")
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}")
+    return config_from_dict(data)
+
+
+def config_from_dict(data: dict[str, Any], base: SipscaConfig | None = None) -> SipscaConfig:
+    """Build a config from parsed TOML; values not given keep ``base`` (or the defaults)."""
+    base = base or SipscaConfig()
+    parts: dict[str, Any] = {}
+    sca_db: dict[str, Any] = {}
+    for section, values in data.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown config section [{section}] (known: {', '.join(_SECTIONS)})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        if section == "sca":
+            values = dict(values)
+            for key in list(values):
+                if key in _IGNORED_SCA:
+                    logger.warning("sca.%s is accepted for Kamailio compatibility and ignored", key)
+                    del values[key]
+                elif key in _SCA_DB_KEYS:
+                    sca_db[key] = values.pop(key)
+        parts[section] = _build(section, _SECTIONS[section], values, getattr(base, section))
+    if sca_db:
+        db = parts.get("db", base.db)
+        parts["db"] = _build("sca", DbConfig, sca_db, db)
+    config = dataclasses.replace(base, **parts)
+    validate(config)
+    return config
+
+
+def _build(section: str, cls: type[Any], values: dict[str, Any], current: Any) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown key {section}.{key} (known: {', '.join(sorted(known))})")
+        kwargs[key] = _coerce(f"{section}.{key}", hints[key], value)
+    return dataclasses.replace(current, **kwargs)
+
+
+def _coerce(name: str, hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, not {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, not {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name} must be a number, not {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, not {value!r}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{name} must be a list")
+        item_hint = args[0]
+        if item_hint is LineConfig:
+            return tuple(_line(name, v) for v in value)
+        if typing.get_origin(item_hint) is tuple:  # static routes: [[domain, flow], ...]
+            out = []
+            for v in value:
+                if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)):
+                    raise ConfigError(f"{name} entries must be [\"domain\", \"transport:host:port\"]")
+                out.append((v[0], v[1]))
+            return tuple(out)
+        return tuple(_coerce(name, item_hint, v) for v in value)
+    if origin is types.UnionType:  # pragma: no cover - no optional fields today
+        return value
+    raise ConfigError(f"{name}: unsupported value {value!r}")
+
+
+def _line(name: str, value: Any) -> LineConfig:
+    if not isinstance(value, dict) or "aor" not in value:
+        raise ConfigError(f"{name} entries must be tables with at least aor = \"sip:user@domain\"")
+    unknown = set(value) - {"aor", "members", "aliases"}
+    if unknown:
+        raise ConfigError(f"unknown key {name}.{sorted(unknown)[0]} (known: aor, members, aliases)")
+    return LineConfig(
+        aor=_coerce(f"{name}.aor", str, value["aor"]),
+        members=tuple(_coerce(f"{name}.members", str, v) for v in value.get("members", [])),
+        aliases=tuple(_coerce(f"{name}.aliases", str, v) for v in value.get("aliases", [])),
+    )
+
+
+def parse_listen(text: str) -> tuple[str, str, int]:
+    """``udp:127.0.0.1:5060`` -> ("udp", "127.0.0.1", 5060); IPv6 as ``udp:[::1]:5060``."""
+    transport, sep, rest = text.partition(":")
+    host, sep2, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not sep2 or transport not in ("udp", "tcp", "tls") or not host or not port.isdigit():
+        raise ConfigError(f"server.listen: {text!r} is not transport:host:port (transport udp, tcp or tls)")
+    if not 0 < int(port) < 65536:
+        raise ConfigError(f"server.listen: port {port} out of range")
+    return transport, host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def validate(config: SipscaConfig) -> None:
+    """Cross-field checks that a single key cannot express."""
+    if not config.server.listen:
+        raise ConfigError("server.listen: at least one listener is needed")
+    listeners = [parse_listen(item) for item in config.server.listen]
+    if any(t == "tls" for t, _, _ in listeners) and not (config.server.tls_cert and config.server.tls_key):
+        raise ConfigError("server.tls_cert and server.tls_key are needed for a tls listener")
+    if config.auth.mode not in ("digest", "none"):
+        raise ConfigError(f"auth.mode must be \"digest\" or \"none\", not {config.auth.mode!r}")
+    if config.auth.mode == "none" and not config.auth.allow_unauthenticated:
+        public = [h for _, h, _ in listeners if not is_loopback(h)]
+        if public:
+            raise ConfigError(
+                f"auth.mode = \"none\" on the non-loopback address {public[0]} needs "
+                "auth.allow_unauthenticated = true"
+            )
+    for alg in config.auth.algorithms:
+        if alg not in ("MD5", "SHA-256"):
+            raise ConfigError(f"auth.algorithms: unsupported {alg!r} (MD5, SHA-256)")
+    sca = config.sca
+    for key in ("call_info_max_expires", "line_seize_max_expires", "purge_expired_interval"):
+        if getattr(sca, key) <= 0:
+            raise ConfigError(f"sca.{key} must be > 0")
+    if sca.max_appearances < 0:
+        raise ConfigError("sca.max_appearances must be >= 0")
+    if not -1 <= sca.onhold_bflag <= 31:
+        raise ConfigError("sca.onhold_bflag must be -1 (off) or 0..31")
+    if sca.call_info_uri not in ("domain", "aor"):
+        raise ConfigError("sca.call_info_uri must be \"domain\" or \"aor\"")
+    for ident in sca.line_identification:
+        if ident not in ("request_uri", "to", "from", "alias"):
+            raise ConfigError(f"sca.line_identification: unknown method {ident!r}")
+    if config.db.db_update_interval < 0:
+        raise ConfigError("db.db_update_interval must be >= 0")
+    reg = config.registrar
+    if not 0 < reg.min_expires <= reg.default_expires <= reg.max_expires:
+        raise ConfigError("registrar: need 0 < min_expires <= default_expires <= max_expires")
+    if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"log.level: unknown level {config.log.level!r}")
+    if config.log.format not in ("text", "json"):
+        raise ConfigError("log.format must be \"text\" or \"json\"")
+    if config.proxy.unknown_user_status not in (404, 480):
+        raise ConfigError("proxy.unknown_user_status must be 404 or 480")
+    host, _, port = config.rpc.listen.rpartition(":")
+    if config.rpc.enabled and (not host or not port.isdigit()):
+        raise ConfigError(f"rpc.listen: {config.rpc.listen!r} is not host:port")
+    if config.rpc.enabled and not is_loopback(host) and not config.rpc.token:
+        raise ConfigError(f"rpc.listen {config.rpc.listen} is not loopback: set rpc.token")

@@ -1,0 +1,391 @@
+"""The asyncio shell around the sans-I/O cores: bytes in, core calls, effects out.
+
+After every input (datagram, stream message, timer, finished storage call) the
+application drains the transaction layer and the SCA engine (``pump``) and re-arms one
+``loop.call_at`` per core from its ``get_timer()``, as aioquic's ``transmit()`` does.
+Core methods never await; storage is awaited here, outside them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from sipsca.config import SipscaConfig
+from sipsca.errors import RemoteProtocolError
+from sipsca.registrar.model import Binding
+from sipsca.runtime.clock import Clock, SystemClock
+from sipsca.runtime.metrics import Metrics
+from sipsca.runtime.persistence import WriteBack
+from sipsca.runtime.resolver import Resolver
+from sipsca.runtime.stateless import error_reply_bytes
+from sipsca.runtime.transport import Listener, TransportManager
+from sipsca.sca.effects import (
+    AppearanceChanged,
+    DeleteAppearance,
+    DeleteSubscription,
+    PersistAppearance,
+    PersistSubscription,
+    SendNotify,
+)
+from sipsca.sca.engine import ScaEngine
+from sipsca.sca.model import ScaEvent
+from sipsca.sip.address import Flow, parse_flow
+from sipsca.sip.fields import parse_name_addr
+from sipsca.sip.message import SipRequest, SipResponse
+from sipsca.sip.parser import ParserLimits, parse_message
+from sipsca.sip.uri import SipUri
+from sipsca.storage.base import Storage
+from sipsca.transaction import (
+    CancelReceived,
+    Outgoing,
+    RequestReceived,
+    ResponseReceived,
+    StrayResponseReceived,
+    TransactionLayer,
+    TransactionTerminated,
+    TransactionTimedOut,
+    TransportFailed,
+)
+
+if TYPE_CHECKING:
+    from sipsca.runtime.forwarding import ProxyCore
+    from sipsca.runtime.routing import RequestRouter
+
+__all__ = ["SipApplication"]
+
+logger = logging.getLogger(__name__)
+
+SubscriptionKey = tuple[str, ScaEvent, str]
+
+
+def new_token() -> str:
+    return secrets.token_hex(8)
+
+
+class SipApplication:
+    """One running sipsca server: transports, transaction layer, SCA engine, proxy, registrar."""
+
+    def __init__(
+        self,
+        config: SipscaConfig,
+        storage: Storage,
+        *,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        from sipsca.runtime.forwarding import ProxyCore
+        from sipsca.runtime.routing import RequestRouter
+
+        self.config = config
+        self.storage = storage
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or Metrics()
+        self.limits = ParserLimits(max_message_size=config.server.max_message_size)
+        self.tl = TransactionLayer(config.transaction, branch_factory=new_token)
+        self.sca = ScaEngine(
+            config.sca,
+            tag_factory=new_token,
+            server_id=config.db.server_id,
+            user_agent=config.server.user_agent,
+        )
+        self.resolver = Resolver(config.proxy.static_routes)
+        self.transports = TransportManager(
+            self.on_bytes,
+            on_send_error=self.on_send_error,
+            limits=self.limits,
+            idle_timeout=config.server.tcp_idle_timeout,
+            max_connections=config.server.max_connections,
+        )
+        self.transports.stream_error_hook = self.on_stream_error
+        self.writeback = WriteBack(
+            storage,
+            interval=float(config.db.db_update_interval),
+            on_error=self.metrics.db_error,
+            observe=self.metrics.db_observe,
+        )
+        self.bindings: dict[str, dict[str, Binding]] = {}
+        self.notifies: dict[str, SubscriptionKey] = {}
+        self.local_hosts: set[tuple[str, int | None]] = set()
+        self.router: RequestRouter = RequestRouter(self)
+        self.proxy: ProxyCore = ProxyCore(self)
+        self._tl_timer: asyncio.TimerHandle | None = None
+        self._tl_deadline: float | None = None
+        self._sca_timer: asyncio.TimerHandle | None = None
+        self._sca_deadline: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.started_at = self.clock.time()
+        self.overloaded = False
+        self.keys_by_flow: dict[Flow, set[str]] = {}
+        self.flow_of_key: dict[str, Flow] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ start/stop
+    async def start(self, listen: tuple[str, ...]) -> list[Listener]:
+        from sipsca.cli.settings import parse_listen
+
+        self._loop = asyncio.get_running_loop()
+        listeners = []
+        for item in listen:
+            transport, host, port = parse_listen(item)
+            listeners.append(await self.transports.listen(transport, host, port))
+        for listener in listeners:
+            self.local_hosts.add((listener.host, listener.port))
+            if listener.port in (5060, 5061):
+                self.local_hosts.add((listener.host, None))
+        adv = self.config.server.advertised_address
+        if adv:
+            host, _, port = adv.partition(":")
+            self.local_hosts.add((host, int(port) if port else None))
+        for domain in self.config.server.domains:
+            host, _, port = domain.partition(":")
+            self.local_hosts.add((host.lower(), int(port) if port else None))
+        self.router.configure()
+        self.writeback.start()
+        self.pump()
+        return listeners
+
+    async def restore(self) -> None:
+        """Load subscriptions, appearances and bindings from storage (expired ones dropped)."""
+        now = self.clock.time()
+        subs = await self.storage.load_subscriptions(server_id=self.config.db.server_id)
+        apps = await self.storage.load_appearances()
+        self.sca.restore(subs, apps, now=now)
+        for binding in await self.storage.load_bindings():
+            if binding.expires_at > now:
+                self.bindings.setdefault(binding.aor, {})[binding.contact] = binding
+            else:
+                self.writeback.delete_binding((binding.aor, binding.contact))
+        logger.info(
+            "restored %d subscriptions, %d appearances, %d bindings",
+            len(subs),
+            len(apps),
+            sum(len(b) for b in self.bindings.values()),
+        )
+        self.pump()
+
+    async def stop(self) -> None:
+        for handle in (self._tl_timer, self._sca_timer):
+            if handle is not None:
+                handle.cancel()
+        self.pump()
+        await self.writeback.close()
+        await self.transports.close()
+
+    # ------------------------------------------------------------------ input
+    def on_bytes(self, data: bytes, flow: Flow) -> None:
+        try:
+            msg = parse_message(data, self.limits, stream=flow.reliable)
+        except RemoteProtocolError as exc:
+            self.metrics.parse_error(flow.transport)
+            self._reject_unparsable(data, flow, exc)
+            return
+        try:
+            if isinstance(msg, SipRequest):
+                self.metrics.message_in("request", msg.method, "")
+                self.tl.receive_request(msg, source=flow, now=self.clock.monotonic())
+            else:
+                assert isinstance(msg, SipResponse)
+                self.metrics.message_in("response", msg.headers.get("cseq") or "", str(msg.status))
+                self.tl.receive_response(msg, source=flow, now=self.clock.monotonic())
+        except RemoteProtocolError as exc:
+            self.metrics.parse_error(flow.transport)
+            if isinstance(msg, SipRequest):
+                self._reject_unparsable(data, flow, exc)
+        self.pump()
+
+    def _reject_unparsable(self, data: bytes, flow: Flow, exc: RemoteProtocolError) -> None:
+        logger.info("malformed message from %s: %s", flow, exc.reason)
+        if exc.status_hint <= 0:
+            return
+        reply = error_reply_bytes(data, exc.status_hint, exc.reason)
+        if reply is not None:
+            self.transports.send(reply, flow)
+
+    def on_stream_error(self, flow: Flow, status: int, reason: str) -> None:
+        self.metrics.parse_error(flow.transport)
+
+    def on_send_error(self, flow: Flow, status: int, reason: str) -> None:
+        logger.info("cannot send to %s: %s", flow, reason)
+        now = self.clock.monotonic()
+        for key in list(self.keys_by_flow.pop(flow, ())):
+            self.tl.transport_failed(key, now=now)
+        self.pump()
+
+    # ------------------------------------------------------------------ pump
+    def pump(self) -> None:
+        """Drain every core until nothing is left to do, then re-arm the timers."""
+        for _ in range(10000):
+            event = self.tl.next_event()
+            if event is not None:
+                self._dispatch(event)
+            effect = self.sca.next_effect()
+            if effect is not None:
+                self._apply_effect(effect)
+            out = self.tl.messages_to_send()
+            for item in out:
+                self._send(item)
+            if event is None and effect is None and not out:
+                break
+        self._arm_timers()
+
+    def _send(self, item: Outgoing) -> None:
+        msg = item.message
+        if isinstance(msg, SipRequest):
+            self.metrics.message_out("request", msg.method, "")
+        elif isinstance(msg, SipResponse):
+            self.metrics.message_out("response", "", str(msg.status))
+        self.transports.send(item.data, item.destination)
+
+    def _dispatch(self, event: object) -> None:
+        try:
+            if isinstance(event, RequestReceived):
+                self.router.on_request(event.request, event.source, event.key)
+            elif isinstance(event, CancelReceived):
+                self.proxy.on_cancel(event.request, event.source, event.key, event.invite_key)
+            elif isinstance(event, ResponseReceived):
+                if event.key in self.notifies:
+                    self._notify_result(event.key, event.response.status)
+                else:
+                    self.proxy.on_response(event.response, event.key)
+            elif isinstance(event, StrayResponseReceived):
+                self.proxy.on_stray_response(event.response, event.source)
+            elif isinstance(event, TransactionTimedOut):
+                if event.key in self.notifies:
+                    self._notify_result(event.key, None)
+                elif not event.server:
+                    self.proxy.on_branch_failure(event.key, timeout=True)
+            elif isinstance(event, TransportFailed):
+                if event.key in self.notifies:
+                    self._notify_result(event.key, None)
+                else:
+                    self.proxy.on_branch_failure(event.key, timeout=False)
+            elif isinstance(event, TransactionTerminated):
+                self.notifies.pop(event.key, None)
+                flow = self.flow_of_key.pop(event.key, None)
+                if flow is not None:
+                    keys = self.keys_by_flow.get(flow)
+                    if keys is not None:
+                        keys.discard(event.key)
+                        if not keys:
+                            del self.keys_by_flow[flow]
+                self.proxy.on_terminated(event.key)
+        except RemoteProtocolError as exc:
+            logger.info("dropping message: %s", exc.reason)
+            if isinstance(event, RequestReceived) and event.key is not None:
+                self.router.reply(event.request, event.key, exc.status_hint or 400, exc.reason)
+        except Exception:
+            logger.exception("internal error while handling %s", type(event).__name__)
+            if isinstance(event, RequestReceived) and event.key is not None:
+                try:
+                    self.router.reply(event.request, event.key, 500, "Server Internal Error")
+                except Exception:
+                    logger.exception("cannot send 500")
+
+    # ------------------------------------------------------------------ SCA effects
+    def _apply_effect(self, effect: object) -> None:
+        if isinstance(effect, SendNotify):
+            self.send_notify(effect)
+        elif isinstance(effect, PersistSubscription):
+            self.writeback.save_subscription(effect.subscription)
+        elif isinstance(effect, DeleteSubscription):
+            self.writeback.delete_subscription(effect.key)
+        elif isinstance(effect, PersistAppearance):
+            self.writeback.save_appearance(effect.appearance)
+        elif isinstance(effect, DeleteAppearance):
+            self.writeback.delete_appearance((effect.aor, effect.index))
+        elif isinstance(effect, AppearanceChanged):
+            self.metrics.appearance_changed(effect.old.wire_name, effect.new.wire_name)
+
+    def send_notify(self, effect: SendNotify) -> None:
+        request = effect.request
+        routes = request.headers.values("route")
+        target: SipUri = parse_name_addr(routes[0], "Route").uri if routes else request.ruri
+        dest: Flow | None = None
+        if effect.flow and not routes:
+            try:
+                flow = parse_flow(effect.flow)
+            except RemoteProtocolError:
+                flow = None
+            if flow is not None and flow.reliable and self.transports.has_connection(flow):
+                dest = flow
+        if dest is None:
+            dest = self.resolver.resolve_now(target)
+        if dest is None:
+            logger.warning("cannot resolve NOTIFY destination %s", target)
+            self.sca.on_notify_result(effect.key, 0, None, now=self.clock.time())
+            return
+        request.headers.prepend("Via", self.router.via_value(dest, "z9hG4bK" + new_token()))
+        key = self.send_request(request, dest)
+        self.notifies[key] = effect.key
+
+    def _notify_result(self, key: str, status: int | None) -> None:
+        if status is not None and status < 200:
+            return
+        sub_key = self.notifies.pop(key)
+        if status is None or status >= 300:
+            self.metrics.notify_failed("timeout" if status is None else str(status))
+        self.sca.on_notify_result(sub_key, 0, status, now=self.clock.time())
+
+    # ------------------------------------------------------------------ timers
+    def _arm_timers(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        deadline = self.tl.get_timer()
+        if deadline != self._tl_deadline:
+            if self._tl_timer is not None:
+                self._tl_timer.cancel()
+                self._tl_timer = None
+            self._tl_deadline = deadline
+            if deadline is not None:
+                # TransactionLayer deadlines are monotonic, like loop.time() on Linux.
+                delay = max(0.0, deadline - self.clock.monotonic())
+                self._tl_timer = loop.call_later(delay, self._on_tl_timer)
+        sca_deadline = self.sca.get_timer()
+        if sca_deadline != self._sca_deadline:
+            if self._sca_timer is not None:
+                self._sca_timer.cancel()
+                self._sca_timer = None
+            self._sca_deadline = sca_deadline
+            if sca_deadline is not None:
+                delay = max(0.0, sca_deadline - self.clock.time())
+                self._sca_timer = loop.call_later(delay, self._on_sca_timer)
+
+    def _on_tl_timer(self) -> None:
+        self._tl_timer = None
+        self._tl_deadline = None
+        self.tl.handle_timer(self.clock.monotonic())
+        self.pump()
+
+    def _on_sca_timer(self) -> None:
+        self._sca_timer = None
+        self._sca_deadline = None
+        self.sca.handle_timer(self.clock.time())
+        self.router.purge_bindings(self.clock.time())
+        self.pump()
+
+    # ------------------------------------------------------------------ helpers
+    def send_request(self, request: SipRequest, dest: Flow) -> str:
+        """Start a client transaction, remembering its flow for transport-failure reports."""
+        key = self.tl.send_request(request, destination=dest, now=self.clock.monotonic())
+        self.flow_of_key[key] = dest
+        self.keys_by_flow.setdefault(dest, set()).add(key)
+        return key
+
+    def spawn(self, coro: object) -> None:
+        """Run a coroutine of request handling (auth lookups) and pump afterwards."""
+        assert self._loop is not None
+        task = self._loop.create_task(self._guard(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guard(self, coro: object) -> None:
+        try:
+            await coro  # type: ignore[misc]
+        except Exception:
+            logger.exception("request handling failed")
+        finally:
+            self.pump()

@@ -1,0 +1,245 @@
+"""Stateful forwarding (RFC 3261 16): one response context per server transaction.
+
+The pure :class:`~sipsca.proxy.context.ResponseContext` decides which response goes
+upstream and which branches to cancel; this module moves the messages, runs timer C and
+feeds the SCA engine with every response sent toward the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from sipsca.errors import RemoteProtocolError
+from sipsca.proxy.context import ContextAction, ResponseContext
+from sipsca.proxy.route import make_cancel, next_hop, prepare_forward, strip_own_via
+from sipsca.sip.address import Flow
+from sipsca.sip.message import SipRequest, SipResponse, make_response
+from sipsca.transaction import response_destination
+
+if TYPE_CHECKING:
+    from sipsca.runtime.app import SipApplication
+    from sipsca.runtime.routing import Target
+
+__all__ = ["ProxyCore"]
+
+logger = logging.getLogger(__name__)
+
+
+class _Forwarded:
+    """A proxied server transaction."""
+
+    __slots__ = ("context", "key", "request", "sca", "sca_request", "timer_c")
+
+    def __init__(self, key: str, request: SipRequest, context: ResponseContext, sca: bool,
+                 sca_request: SipRequest) -> None:
+        self.key = key
+        self.request = request
+        self.context = context
+        self.sca = sca
+        self.sca_request = sca_request
+        self.timer_c: asyncio.TimerHandle | None = None
+
+
+class ProxyCore:
+    def __init__(self, app: SipApplication) -> None:
+        self.app = app
+        self.forwarded: dict[str, _Forwarded] = {}
+        self.branch_of: dict[str, str] = {}
+        self.cancels: set[str] = set()
+
+    # ------------------------------------------------------------------ requests
+    def relay(
+        self,
+        request: SipRequest,
+        source: Flow,
+        key: str,
+        targets: list[Target],
+        *,
+        sca: bool,
+        member_call_info: str | None = None,
+        sca_done: bool = False,
+        record_route: bool | None = None,
+    ) -> None:
+        app = self.app
+        router = app.router
+        sca_request = request.copy()
+        if sca and not sca_done:
+            outcome = app.sca.on_request(request, now=app.clock.time())
+            if outcome.reject is not None:
+                router.send_reply(outcome.reject, key)
+                return
+            if outcome.retrieval_target:
+                targets = [type(targets[0])(outcome.retrieval_target)]
+            member_call_info = member_call_info or outcome.member_call_info
+        invite = request.method == "INVITE"
+        context = ResponseContext(request, invite=invite)
+        fwd = _Forwarded(key, request, context, sca, sca_request)
+        self.forwarded[key] = fwd
+        if invite:
+            router.reply(request, key, 100, "Trying")
+        if record_route is None:
+            record_route = app.config.proxy.record_route and request.method in ("INVITE", "SUBSCRIBE", "REFER")
+        for target in targets:
+            self._fork(fwd, source, target, record_route, member_call_info)
+        if not context.pending:
+            self._apply(fwd, context.on_no_branches())
+        elif invite:
+            self._arm_timer_c(fwd)
+
+    def _fork(self, fwd: _Forwarded, source: Flow, target: Target, record_route: bool,
+              member_call_info: str | None) -> None:
+        app = self.app
+        router = app.router
+        branch = "z9hG4bK" + secrets.token_hex(10)
+        probe = prepare_forward(fwd.request, target=target.uri, via="SIP/2.0/UDP 0.0.0.0;branch=x",
+                                record_route=[], path=target.path)
+        try:
+            dest = target.flow or app.resolver.resolve_now(next_hop(probe))
+        except RemoteProtocolError:
+            dest = None
+        if dest is None:
+            logger.info("cannot resolve %s", target.uri)
+            key = "unresolved-" + branch
+            fwd.context.add_branch(key, probe, target.uri)
+            self._apply(fwd, fwd.context.on_transport_error(key))
+            return
+        rr: list[str] = []
+        if record_route:
+            inbound = router.record_route_uri(source.transport)
+            outbound = router.record_route_uri(dest.transport)
+            rr = [inbound] if inbound == outbound else [outbound, inbound]
+        out = prepare_forward(fwd.request, target=target.uri, via=router.via_value(dest, branch),
+                              record_route=rr, path=target.path)
+        if member_call_info and out.method == "INVITE":
+            out.headers.add("Call-Info", member_call_info)
+        key = app.send_request(out, dest)
+        fwd.context.add_branch(key, out, target.uri)
+        self.branch_of[key] = fwd.key
+
+    def forward_stateless(self, request: SipRequest) -> None:
+        """End-to-end ACK for a 2xx: forwarded without a transaction (RFC 3261 16.11)."""
+        app = self.app
+        try:
+            dest = app.resolver.resolve_now(next_hop(request))
+        except RemoteProtocolError:
+            return
+        if dest is None:
+            return
+        branch = "z9hG4bK" + secrets.token_hex(10)
+        out = prepare_forward(request, target=request.uri, via=app.router.via_value(dest, branch),
+                              record_route=[])
+        app.tl.send_stateless(out, destination=dest)
+
+    def sca_local_failure(self, request: SipRequest, key: str, status: int) -> None:
+        """A failure we answered ourselves (404/480) to a tracked INVITE (Kamailio's sl callback)."""
+        if request.method != "INVITE":
+            return
+        response = make_response(request, status)
+        self.app.sca.on_response(response, request, now=self.app.clock.time())
+
+    # ------------------------------------------------------------------ CANCEL
+    def on_cancel(self, cancel: SipRequest, source: Flow, key: str, invite_key: str | None) -> None:
+        app = self.app
+        router = app.router
+        if invite_key is None:
+            router.reply(cancel, key, 481)
+            return
+        router.reply(cancel, key, 200, "canceling")
+        fwd = self.forwarded.get(invite_key)
+        app.sca.on_request(cancel, now=app.clock.time())
+        if fwd is None:
+            invite = app.tl.server_request(invite_key)
+            if invite is not None:
+                router.reply(invite, invite_key, 487, "Request Terminated")
+            return
+        for branch in fwd.context.cancel_all():
+            self._send_cancel(fwd, branch)
+
+    def _send_cancel(self, fwd: _Forwarded, branch: str) -> None:
+        app = self.app
+        sent = fwd.context.branch_request(branch)
+        dest = app.flow_of_key.get(branch)
+        if sent is None or dest is None:
+            return
+        cancel = make_cancel(sent)
+        key = app.send_request(cancel, dest)
+        self.cancels.add(key)
+
+    # ------------------------------------------------------------------ responses
+    def on_response(self, response: SipResponse, key: str) -> None:
+        if key in self.cancels:
+            return
+        server_key = self.branch_of.get(key)
+        fwd = self.forwarded.get(server_key) if server_key is not None else None
+        if fwd is None:
+            return
+        if not strip_own_via(response):
+            return
+        if fwd.timer_c is not None and 100 < response.status < 200:
+            self._arm_timer_c(fwd)
+        self._apply(fwd, fwd.context.on_response(key, response))
+
+    def on_branch_failure(self, key: str, *, timeout: bool) -> None:
+        if key in self.cancels:
+            return
+        server_key = self.branch_of.get(key)
+        fwd = self.forwarded.get(server_key) if server_key is not None else None
+        if fwd is None:
+            return
+        action = fwd.context.on_branch_timeout(key) if timeout else fwd.context.on_transport_error(key)
+        self._apply(fwd, action)
+
+    def on_stray_response(self, response: SipResponse, source: Flow) -> None:
+        """2xx retransmissions whose client transaction is gone: forward statelessly (16.7)."""
+        if response.cseq.method != "INVITE" or not 200 <= response.status < 300:
+            return
+        if not strip_own_via(response):
+            return
+        try:
+            via = response.top_via
+        except RemoteProtocolError:
+            return
+        dest = response_destination(via, Flow(via.transport.lower(), via.host, via.port or 5060))
+        self.app.tl.send_stateless(response, destination=dest)
+
+    def _apply(self, fwd: _Forwarded, action: ContextAction) -> None:
+        app = self.app
+        for branch in action.cancel_branches:
+            self._send_cancel(fwd, branch)
+        upstream = action.forward_upstream
+        if upstream is not None:
+            if fwd.sca and upstream.status > 100:
+                app.sca.on_response(upstream, fwd.sca_request, now=app.clock.time())
+            app.router.send_reply(upstream, fwd.key)
+        if action.done and fwd.timer_c is not None:
+            fwd.timer_c.cancel()
+            fwd.timer_c = None
+
+    # ------------------------------------------------------------------ timers / cleanup
+    def _arm_timer_c(self, fwd: _Forwarded) -> None:
+        loop = asyncio.get_running_loop()
+        if fwd.timer_c is not None:
+            fwd.timer_c.cancel()
+        fwd.timer_c = loop.call_later(self.app.config.transaction.timer_c, self._on_timer_c, fwd.key)
+
+    def _on_timer_c(self, key: str) -> None:
+        fwd = self.forwarded.get(key)
+        if fwd is None:
+            return
+        fwd.timer_c = None
+        for branch in list(fwd.context.pending):
+            self._apply(fwd, fwd.context.on_branch_timeout(branch))
+        self.app.pump()
+
+    def on_terminated(self, key: str) -> None:
+        self.cancels.discard(key)
+        server_key = self.branch_of.pop(key, None)
+        if server_key is None:
+            fwd = self.forwarded.get(key)
+            if fwd is not None and not fwd.context.pending:
+                if fwd.timer_c is not None:
+                    fwd.timer_c.cancel()
+                del self.forwarded[key]

@@ -1,0 +1,302 @@
+"""The built-in request pipeline: the seed's sample kamailio.cfg as code.
+
+REQINIT -> CANCEL -> WITHINDLG -> AUTH -> SCA SUBSCRIBE -> SIPOUT -> REGISTRAR ->
+LOCATION -> RELAY, with the same replies. SCA call tracking is built into RELAY and the
+proxy's response handling, so there is nothing for an operator to forget.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from sipsca.auth.digest import DigestAuthenticator
+from sipsca.errors import RemoteProtocolError
+from sipsca.proxy.route import is_myself_factory, preprocess_routes
+from sipsca.proxy.validate import check_request
+from sipsca.registrar.logic import aor_of, decide_register, lookup_targets
+from sipsca.sip.address import Flow, parse_flow
+from sipsca.sip.message import SipRequest, SipResponse, make_response
+from sipsca.sip.uri import SipUri
+from sipsca.sip.validate import validate_request
+
+if TYPE_CHECKING:
+    from sipsca.runtime.app import SipApplication
+
+__all__ = ["RequestRouter", "Target"]
+
+logger = logging.getLogger(__name__)
+
+SCA_EVENTS = ("call-info", "line-seize")
+SCA_METHODS = frozenset({"INVITE", "CANCEL", "BYE", "PRACK", "REFER"})
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, NOTIFY, PRACK, REFER, UPDATE, INFO, MESSAGE"
+SUPPORTED = frozenset({"path", "outbound", "replaces"})
+
+
+class Target:
+    """Where to fork a request: a URI and, for registered phones, the flow they came from."""
+
+    __slots__ = ("flow", "path", "uri")
+
+    def __init__(self, uri: str, flow: Flow | None = None, path: tuple[str, ...] = ()) -> None:
+        self.uri = uri
+        self.flow = flow
+        self.path = path
+
+
+class RequestRouter:
+    """Decides what happens to every new request (server transaction)."""
+
+    def __init__(self, app: SipApplication) -> None:
+        self.app = app
+        cfg = app.config.auth
+        self.auth: DigestAuthenticator | None = None
+        if cfg.mode == "digest":
+            secret = cfg.secret.encode() if cfg.secret else secrets.token_bytes(32)
+            self.auth = DigestAuthenticator(secret=secret, nonce_ttl=cfg.nonce_ttl, algorithms=cfg.algorithms)
+        self.is_myself = is_myself_factory(())
+
+    def configure(self) -> None:
+        self.is_myself = is_myself_factory(sorted(self.app.local_hosts, key=str))
+
+    # ------------------------------------------------------------------ replies
+    def reply(self, request: SipRequest, key: str | None, status: int, reason: str | None = None,
+              extra: list[tuple[str, str]] | None = None) -> None:
+        response = make_response(request, status, reason, to_tag=secrets.token_hex(6), extra=extra)
+        self.send_reply(response, key)
+
+    def send_reply(self, response: SipResponse, key: str | None) -> None:
+        if self.app.config.server.user_agent and "server" not in response.headers:
+            response.headers.add("Server", self.app.config.server.user_agent)
+        self.app.tl.send_response(response, now=self.app.clock.monotonic(), key=key)
+
+    # ------------------------------------------------------------------ addresses
+    def local_hostport(self, transport: str) -> str:
+        adv = self.app.config.server.advertised_address
+        if adv:
+            return adv
+        listener = self.app.transports.listener_for(transport) or self.app.transports.listeners[0]
+        host = f"[{listener.host}]" if ":" in listener.host else listener.host
+        return f"{host}:{listener.port}"
+
+    def via_value(self, dest: Flow, branch: str) -> str:
+        return f"SIP/2.0/{dest.transport.upper()} {self.local_hostport(dest.transport)};branch={branch};rport"
+
+    def record_route_uri(self, transport: str) -> str:
+        params = "" if transport == "udp" else f";transport={transport}"
+        return f"<sip:{self.local_hostport(transport)}{params};lr>"
+
+    # ------------------------------------------------------------------ pipeline
+    def on_request(self, request: SipRequest, source: Flow, key: str | None) -> None:
+        app = self.app
+        if key is None:  # ACK for a 2xx or a stray ACK: end-to-end, stateless
+            self.on_ack(request, source)
+            return
+        problem = validate_request(request)
+        if problem is not None:
+            self.reply(request, key, problem[0], problem[1])
+            return
+        rejection = check_request(request, supported=SUPPORTED, is_myself=self.is_myself)
+        if rejection is not None:
+            self.send_reply(rejection, key)
+            return
+        if request.method == "CANCEL":  # CancelReceived normally takes these
+            self.reply(request, key, 481)
+            return
+        if request.to_tag is not None:
+            self.in_dialog(request, source, key)
+            return
+        if (
+            app.overloaded
+            and request.method in ("INVITE", "SUBSCRIBE", "REGISTER", "MESSAGE", "OPTIONS")
+        ):
+            app.metrics.overload()
+            self.reply(request, key, 503, "Service Unavailable", [("Retry-After", "5")])
+            return
+        if self.auth is not None:
+            ruri_local = self.is_myself(request.ruri) if request.ruri.is_sip else False
+            from_local = self._from_local(request)
+            if request.method == "REGISTER" or from_local:
+                app.spawn(self._authenticate_then_route(request, source, key))
+                return
+            if not ruri_local:
+                self.reply(request, key, 403, "Not relaying")
+                return
+        self.initial(request, source, key, identity=None)
+
+    def _from_local(self, request: SipRequest) -> bool:
+        try:
+            uri = request.from_.uri
+        except RemoteProtocolError:
+            return False
+        return uri.is_sip and self.is_myself(uri)
+
+    async def _authenticate_then_route(self, request: SipRequest, source: Flow, key: str) -> None:
+        assert self.auth is not None
+        app = self.app
+        proxy = request.method != "REGISTER"
+        header_uri = request.to.uri if not proxy else request.from_.uri
+        realm = app.config.auth.realm or header_uri.host.lower()
+        now = app.clock.time()
+        creds = self.auth.credentials(request, realm=realm, proxy=proxy)
+        if creds is None:
+            app.metrics.auth_failure("challenge")
+            self.send_reply(self.auth.challenge(request, realm=realm, now=now, proxy=proxy,
+                                               to_tag=secrets.token_hex(6)), key)
+            return
+        subscriber = await app.storage.get_subscriber(creds.username, realm)
+        result = self.auth.verify(request, creds, subscriber, now=app.clock.time())
+        if not result.ok:
+            app.metrics.auth_failure("stale" if result.stale else "invalid")
+            logger.info("authentication of %s@%s failed: %s", creds.username, realm, result.reason)
+            self.send_reply(self.auth.challenge(request, realm=realm, now=app.clock.time(), proxy=proxy,
+                                                stale=result.stale, to_tag=secrets.token_hex(6)), key)
+            return
+        if header_uri.user and header_uri.user != creds.username:
+            self.reply(request, key, 403, "Forbidden - identity mismatch")
+            return
+        if proxy:
+            self.auth.strip_credentials(request, realm=realm)
+        identity = f"sip:{creds.username}@{realm}"
+        if not (self._from_local(request) or (request.ruri.is_sip and self.is_myself(request.ruri))):
+            self.reply(request, key, 403, "Not relaying")
+            return
+        self.initial(request, source, key, identity=identity)
+
+    def initial(self, request: SipRequest, source: Flow, key: str, *, identity: str | None) -> None:
+        """Requests without To-tag (new dialogs and standalone transactions)."""
+        app = self.app
+        method = request.method
+        ruri = request.ruri
+        if not ruri.is_sip:
+            if ruri.scheme != "tel":
+                self.reply(request, key, 416)
+                return
+        local = ruri.is_sip and self.is_myself(ruri)
+        request.headers.remove("route")  # preloaded routes are not honoured (sample config)
+        if method == "SUBSCRIBE" and local and request.event in SCA_EVENTS:
+            self.handle_sca_subscribe(request, source, key, identity)
+            return
+        if not local:
+            request.headers.add("P-hint", "outbound")
+            target = Target(request.uri)
+            app.proxy.relay(request, source, key, [target], sca=method in SCA_METHODS)
+            return
+        if method == "REGISTER":
+            self.register(request, source, key)
+            return
+        if not ruri.user:
+            if method == "OPTIONS":
+                self.reply(request, key, 200, None, [
+                    ("Allow", ALLOW),
+                    ("Accept", "application/sdp"),
+                    ("Allow-Events", "call-info, line-seize"),
+                    ("Supported", ", ".join(sorted(SUPPORTED))),
+                ])
+                return
+            self.reply(request, key, 484, "Address Incomplete")
+            return
+        outcome = None
+        if method in SCA_METHODS:
+            outcome = app.sca.on_request(request, now=app.clock.time())
+            if outcome.reject is not None:
+                self.send_reply(outcome.reject, key)
+                return
+        if outcome is not None and outcome.retrieval_target:
+            targets = [Target(outcome.retrieval_target)]
+        else:
+            targets = self.location(request.ruri)
+            if not targets:
+                status = app.config.proxy.unknown_user_status
+                self.reply(request, key, status, "Not Found" if status == 404 else None)
+                app.proxy.sca_local_failure(request, key, status)
+                return
+        member_call_info = outcome.member_call_info if outcome is not None else None
+        app.proxy.relay(request, source, key, targets, sca=method in SCA_METHODS,
+                        member_call_info=member_call_info, sca_done=outcome is not None)
+
+    def in_dialog(self, request: SipRequest, source: Flow, key: str) -> None:
+        """WITHINDLG of the sample config: loose routing, or our own in-dialog SUBSCRIBEs."""
+        app = self.app
+        consumed = preprocess_routes(request, self.is_myself)
+        ruri = request.ruri
+        local = ruri.is_sip and self.is_myself(ruri)
+        if consumed or not local:
+            if not consumed and not request.headers.get("route") and not local:
+                # No route set and not for us: follow the Request-URI (dialogs not record-routed).
+                pass
+            extra_rr = request.method == "NOTIFY"  # RFC 6665: record-route in-dialog NOTIFY
+            app.proxy.relay(request, source, key, [Target(request.uri)],
+                            sca=request.method in SCA_METHODS, record_route=extra_rr)
+            return
+        if request.method == "SUBSCRIBE":
+            self.handle_sca_subscribe(request, source, key, None)
+            return
+        self.reply(request, key, 404, "Not here")
+
+    def on_ack(self, request: SipRequest, source: Flow) -> None:
+        app = self.app
+        if request.to_tag is None:
+            return  # stray ACK without dialog: absorbed
+        consumed = preprocess_routes(request, self.is_myself)
+        local = request.ruri.is_sip and self.is_myself(request.ruri)
+        if not consumed and local:
+            return  # ACK for a reply we generated: absorbed
+        app.sca.on_ack(request, now=app.clock.time())
+        app.proxy.forward_stateless(request)
+
+    def handle_sca_subscribe(self, request: SipRequest, source: Flow, key: str, identity: str | None) -> None:
+        app = self.app
+        if identity is None and app.config.auth.mode == "none":
+            try:
+                identity = request.from_.uri.aor()
+            except RemoteProtocolError:
+                identity = None
+        response = app.sca.handle_subscribe(request, now=app.clock.time(), flow=str(source), authenticated=identity)
+        self.send_reply(response, key)
+
+    # ------------------------------------------------------------------ registrar
+    def register(self, request: SipRequest, source: Flow, key: str) -> None:
+        app = self.app
+        aor = aor_of(request.to.uri)
+        current = list(app.bindings.get(aor, {}).values())
+        decision = decide_register(
+            request, current, aor=aor, source=source, now=app.clock.time(),
+            config=app.config.registrar, to_tag=secrets.token_hex(6),
+        )
+        table = app.bindings.setdefault(aor, {})
+        for binding in decision.upserts:
+            table[binding.contact] = binding
+            app.writeback.save_binding(binding)
+        for b_aor, contact in decision.deletes:
+            app.bindings.get(b_aor, {}).pop(contact, None)
+            app.writeback.delete_binding((b_aor, contact))
+        if not table:
+            app.bindings.pop(aor, None)
+        self.send_reply(decision.response, key)
+
+    def location(self, ruri: SipUri) -> list[Target]:
+        app = self.app
+        aor = aor_of(ruri)
+        bindings = lookup_targets(list(app.bindings.get(aor, {}).values()), now=app.clock.time())
+        targets = []
+        for binding in bindings:
+            flow = None
+            if binding.received and not binding.path:
+                try:
+                    flow = parse_flow(binding.received)
+                except RemoteProtocolError:
+                    flow = None
+            targets.append(Target(binding.contact, flow, binding.path))
+        return targets
+
+    def purge_bindings(self, now: float) -> None:
+        for aor in list(self.app.bindings):
+            table = self.app.bindings[aor]
+            for contact, binding in list(table.items()):
+                if binding.expires_at <= now:
+                    del table[contact]
+                    self.app.writeback.delete_binding((aor, contact))
+            if not table:
+                del self.app.bindings[aor]

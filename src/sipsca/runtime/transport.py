@@ -1,0 +1,265 @@
+"""UDP, TCP and TLS transports over asyncio (RFC 3261 18).
+
+Transports only move bytes: every complete message goes to ``on_message(data, flow)``
+and the core decides what to do. Stream connections are indexed by their remote flow so
+replies and later requests to that peer reuse the open connection (18.2.2, RFC 5626).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sipsca.errors import RemoteProtocolError
+from sipsca.sip.address import Flow
+from sipsca.sip.parser import ParserLimits, StreamFramer
+
+__all__ = ["Listener", "TransportManager"]
+
+logger = logging.getLogger(__name__)
+
+MessageHandler = Callable[[bytes, Flow], None]
+ErrorHandler = Callable[[Flow, int, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    transport: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, manager: TransportManager, listener: Listener) -> None:
+        self.manager = manager
+        self.listener = listener
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        if len(data) <= 4 and not data.strip():
+            return  # RFC 5626 4.4.1 keep-alive (CRLF) on UDP: ignore
+        flow = Flow("udp", str(addr[0]), int(addr[1]))  # type: ignore[call-overload]
+        self.manager.on_message(data, flow)
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("udp error on %s: %s", self.listener, exc)
+
+
+class _StreamProtocol(asyncio.Protocol):
+    """One TCP or TLS connection: Content-Length framing, CRLF keep-alives, idle timeout."""
+
+    def __init__(self, manager: TransportManager, transport_name: str) -> None:
+        self.manager = manager
+        self.name = transport_name
+        self.framer = StreamFramer(manager.limits)
+        self.transport: asyncio.Transport | None = None
+        self.flow: Flow | None = None
+        self.pending: list[bytes] = []
+        self.connected = asyncio.get_running_loop().create_future()
+        self._idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.flow = Flow(self.name, str(peer[0]), int(peer[1]))
+        self.manager.register_connection(self.flow, self)
+        for data in self.pending:
+            transport.write(data)
+        self.pending.clear()
+        if not self.connected.done():
+            self.connected.set_result(None)
+        self._touch()
+
+    def _touch(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(self.manager.idle_timeout, self._on_idle)
+
+    def _on_idle(self) -> None:
+        logger.debug("closing idle connection %s", self.flow)
+        self.close()
+
+    def data_received(self, data: bytes) -> None:
+        self._touch()
+        assert self.flow is not None
+        pings = self.framer.pings
+        try:
+            messages = self.framer.feed(data)
+        except RemoteProtocolError as exc:
+            self.manager.on_stream_error(self.flow, exc.status_hint, exc.reason)
+            self.close()
+            return
+        if self.framer.pings != pings and self.transport is not None:
+            self.transport.write(b"\r\n")  # RFC 5626 3.5.1 pong
+        for message in messages:
+            self.manager.on_message(message, self.flow)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None:
+            self.pending.append(data)
+        else:
+            self.transport.write(data)
+            self._touch()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        if self.flow is not None:
+            self.manager.unregister_connection(self.flow, self)
+        if not self.connected.done():
+            self.connected.set_exception(exc or ConnectionError("connection closed"))
+
+
+class TransportManager:
+    """Owns the listening sockets and the open stream connections."""
+
+    def __init__(
+        self,
+        on_message: MessageHandler,
+        *,
+        on_send_error: ErrorHandler,
+        limits: ParserLimits,
+        idle_timeout: float = 600.0,
+        ssl_server: ssl.SSLContext | None = None,
+        ssl_client: ssl.SSLContext | None = None,
+        max_connections: int = 4096,
+    ) -> None:
+        self.on_message = on_message
+        self.on_send_error = on_send_error
+        self.limits = limits
+        self.idle_timeout = idle_timeout
+        self.ssl_server = ssl_server
+        self.ssl_client = ssl_client
+        self.max_connections = max_connections
+        self.listeners: list[Listener] = []
+        self._udp: dict[Listener, _UdpProtocol] = {}
+        self._servers: list[asyncio.AbstractServer] = []
+        self._connections: dict[Flow, _StreamProtocol] = {}
+        self._connecting: dict[Flow, _StreamProtocol] = {}
+        self.stream_error_hook: ErrorHandler | None = None
+
+    async def listen(self, transport: str, host: str, port: int) -> Listener:
+        loop = asyncio.get_running_loop()
+        if transport == "udp":
+            udp_transport, proto = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self, Listener("udp", host, port)), local_addr=(host, port)
+            )
+            sock = udp_transport.get_extra_info("socket")
+            for opt, size in ((8, 4 * 1024 * 1024), (7, 4 * 1024 * 1024)):  # SO_RCVBUF/SO_SNDBUF
+                try:
+                    sock.setsockopt(1, opt, size)
+                except OSError:
+                    pass
+            actual = udp_transport.get_extra_info("sockname")
+            listener = Listener("udp", host, int(actual[1]))
+            proto.listener = listener
+            self._udp[listener] = proto
+        else:
+            ctx = self.ssl_server if transport == "tls" else None
+            server = await loop.create_server(
+                lambda: self._accepting(transport), host, port, ssl=ctx, reuse_address=True
+            )
+            actual = server.sockets[0].getsockname()
+            listener = Listener(transport, host, int(actual[1]))
+            self._servers.append(server)
+        self.listeners.append(listener)
+        return listener
+
+    def _accepting(self, transport: str) -> _StreamProtocol:
+        return _StreamProtocol(self, transport)
+
+    def register_connection(self, flow: Flow, proto: _StreamProtocol) -> None:
+        if len(self._connections) >= self.max_connections:
+            logger.warning("connection limit %d reached: refusing %s", self.max_connections, flow)
+            proto.close()
+            return
+        self._connections[flow] = proto
+
+    def unregister_connection(self, flow: Flow, proto: _StreamProtocol) -> None:
+        if self._connections.get(flow) is proto:
+            del self._connections[flow]
+
+    def on_stream_error(self, flow: Flow, status: int, reason: str) -> None:
+        logger.info("closing %s after a framing error: %s", flow, reason)
+        if self.stream_error_hook is not None:
+            self.stream_error_hook(flow, status, reason)
+
+    def has_connection(self, flow: Flow) -> bool:
+        return flow in self._connections
+
+    def listener_for(self, transport: str) -> Listener | None:
+        for listener in self.listeners:
+            if listener.transport == transport:
+                return listener
+        return None
+
+    def send(self, data: bytes, flow: Flow) -> None:
+        """Send bytes to ``flow``; stream connections are opened on demand."""
+        if flow.transport == "udp":
+            proto = next(iter(self._udp.values()), None)
+            if proto is None or proto.transport is None:
+                self.on_send_error(flow, 503, "no UDP listener")
+                return
+            try:
+                proto.transport.sendto(data, (flow.host, flow.port))
+            except OSError as exc:
+                self.on_send_error(flow, 503, str(exc))
+            return
+        conn = self._connections.get(flow) or self._connecting.get(flow)
+        if conn is not None:
+            conn.write(data)
+            return
+        self._connect(flow).write(data)
+
+    def _connect(self, flow: Flow) -> _StreamProtocol:
+        loop = asyncio.get_running_loop()
+        proto = _StreamProtocol(self, flow.transport)
+        proto.flow = flow
+        self._connecting[flow] = proto
+        ctx = self.ssl_client if flow.transport == "tls" else None
+
+        async def connect() -> None:
+            try:
+                await asyncio.wait_for(
+                    loop.create_connection(lambda: proto, flow.host, flow.port, ssl=ctx), timeout=5.0
+                )
+            except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+                logger.info("cannot connect to %s: %s", flow, exc)
+                self.on_send_error(flow, 503, f"cannot connect: {exc}")
+            finally:
+                self._connecting.pop(flow, None)
+
+        task = loop.create_task(connect())
+        task.add_done_callback(lambda t: None)
+        return proto
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for proto in list(self._connections.values()):
+            proto.close()
+        for udp in self._udp.values():
+            if udp.transport is not None:
+                udp.transport.close()
+        for server in self._servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), timeout=2.0)
+            except asyncio.TimeoutError:
+                pass

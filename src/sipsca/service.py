@@ -1,0 +1,139 @@
+"""Composition root: storage, restore, listeners, RPC, signals, graceful stop.
+
+``run_server`` is what ``sipsca serve`` calls. Start-up problems (port in use, unreadable
+certificate, unreachable database schema) raise :class:`ConfigError` with one clear line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import sys
+import time
+
+from sipsca import __version__
+from sipsca.config import SipscaConfig
+from sipsca.errors import ConfigError, StorageError
+from sipsca.runtime.app import SipApplication
+from sipsca.rpc.app import check_rpc_listen, make_app, start_rpc_server
+from sipsca.runtime.management import Management
+from sipsca.runtime.metrics import Metrics
+from sipsca.storage.registry import open_storage
+
+__all__ = ["run_server", "serve"]
+
+logger = logging.getLogger(__name__)
+
+
+def _tls_contexts(config: SipscaConfig) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    if not any(item.startswith("tls:") for item in config.server.listen):
+        return None, None
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        server_ctx.load_cert_chain(config.server.tls_cert, config.server.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"server.tls_cert/tls_key: cannot load {config.server.tls_cert}: {exc}")
+    client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    client_ctx.check_hostname = False
+    client_ctx.verify_mode = ssl.CERT_NONE
+    return server_ctx, client_ctx
+
+
+async def serve(config: SipscaConfig, *, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT), then flush state and return."""
+    stop = stop or asyncio.Event()
+    storage = open_storage(config.db.db_url, subs_table=config.db.subs_table, server_id=config.db.server_id)
+    try:
+        await storage.open()
+        if await storage.schema_version() is None:
+            await storage.init_schema()
+        else:
+            await storage.migrate()
+    except StorageError as exc:
+        raise ConfigError(f"db.db_url: cannot use database {config.db.db_url}: {exc}")
+    metrics = Metrics()
+    app = SipApplication(config, storage, metrics=metrics)
+    server_ctx, client_ctx = _tls_contexts(config)
+    app.transports.ssl_server = server_ctx
+    app.transports.ssl_client = client_ctx
+    try:
+        await app.restore()
+    except StorageError as exc:
+        logger.error("could not restore state from the database: %s", exc)
+    try:
+        listeners = await app.start(config.server.listen)
+    except OSError as exc:
+        await app.transports.close()
+        await storage.close()
+        raise ConfigError(f"server.listen: cannot listen: {exc.strerror or exc}")
+    management = Management(app, started=time.time())
+    runner = None
+    if config.rpc.enabled:
+        host, _, port = config.rpc.listen.rpartition(":")
+        try:
+            check_rpc_listen(host, config.rpc.token)
+            rpc_app = make_app(management, metrics.registry, token=config.rpc.token)
+            runner = await start_rpc_server(rpc_app, host.strip("[]"), int(port))
+        except OSError as exc:
+            await app.stop()
+            await storage.close()
+            raise ConfigError(f"rpc.listen: cannot listen on {config.rpc.listen}: {exc.strerror or exc}")
+    for listener in listeners:
+        print(f"listening {listener}", flush=True)
+    if runner is not None:
+        print(f"rpc http://{config.rpc.listen}/RPC", flush=True)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    lag_task = loop.create_task(_watch_loop_lag(app))
+    if ready is not None:
+        ready.set()
+    logger.info("sipsca %s started", __version__)
+    try:
+        await stop.wait()
+    finally:
+        logger.info("stopping: flushing state")
+        lag_task.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
+        if runner is not None:
+            await runner.cleanup()
+        await app.stop()
+        await storage.close()
+        logger.info("stopped")
+
+
+async def _watch_loop_lag(app: SipApplication, period: float = 0.1) -> None:
+    """Measure event-loop lag; above 0.5 s new dialogs are shed with 503 (overload control)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        start = loop.time()
+        await asyncio.sleep(period)
+        lag = max(0.0, loop.time() - start - period)
+        app.metrics.loop_lag(lag)
+        overloaded = lag > 0.5
+        if overloaded != app.overloaded:
+            logger.warning("overload %s (event loop lag %.3f s)", "started" if overloaded else "ended", lag)
+        app.overloaded = overloaded
+
+
+def run_server(config: SipscaConfig) -> int:
+    """Blocking entry point; returns the process exit code."""
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a default dependency on Linux
+        runner = asyncio.run
+    try:
+        runner(serve(config))
+    except ConfigError as exc:
+        print(f"sipsca: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,242 @@
+"""Server transactions: the INVITE machine (RFC 3261 17.2.1 + RFC 6026) and the
+non-INVITE machine (RFC 3261 17.2.2), plus where their responses go (RFC 3261 18.2.2,
+RFC 3581). Every rule of both machines is in this file, as a ``_TRANSITIONS`` table
+``(state, input) -> (effect, new state)`` (architecture 7.3).
+
+Inputs here are retransmitted requests and ACKs from the network, responses *sent* by
+the TU, timers and transport errors. Request and ACK inputs are listed for every live
+state; a response the TU may not send in a state (a second final response, a 1xx after
+the final) is a missing pair and raises :class:`~sipsca.errors.LocalProtocolError`.
+
+The layer never sends 100 Trying by itself (RFC 3261 17.2.1 lets the TU skip it when it
+answers within 200 ms): the TU sends it through ``send_response`` so it controls the
+reason phrase and the timing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sipsca.sip.address import Flow
+from sipsca.sip.fields import Via
+from sipsca.sip.message import SipMessage, SipRequest, SipResponse
+from sipsca.transaction._core import (
+    Input,
+    State,
+    Transaction,
+    TransactionCore,
+    effect_terminate,
+    effect_transport_failed,
+)
+from sipsca.transaction.events import Outgoing, RequestReceived
+from sipsca.transaction.timers import Timer
+
+__all__ = [
+    "ServerInviteTransaction",
+    "ServerNonInviteTransaction",
+    "ServerTransaction",
+    "response_destination",
+    "stateless_response_destination",
+]
+
+
+def _default_port(transport: str) -> int:
+    return 5061 if transport.upper() == "TLS" else 5060
+
+
+def response_destination(response_via: Via, source: Flow) -> Flow:
+    """Where a response to a request received from ``source`` goes (RFC 3261 18.2.2).
+
+    * Reliable transport: back over the flow the request came in on (the runtime keeps
+      the connection; 18.2.2 "using the existing connection").
+    * ``maddr``: that address, sent-by port or 5060.
+    * ``rport`` present, with or without a value (RFC 3581 4): the source IP (``received``
+      when the Via carries it) and the source port, which is what gets through NATs.
+    * Otherwise ``received`` (else the source IP, which is what ``received`` would hold;
+      resolving the sent-by name is not the transaction layer's job) with the sent-by port
+      (5060, or 5061 for TLS, when absent).
+    """
+    if source.reliable:
+        return source
+    maddr = response_via.param("maddr")
+    if maddr:
+        return Flow(source.transport, maddr.strip("[]"), response_via.port or 5060)
+    received = response_via.param("received")
+    if response_via.has_param("rport"):
+        return Flow(source.transport, received or source.host, source.port)
+    return Flow(
+        source.transport,
+        received or source.host,
+        response_via.port or _default_port(response_via.transport),
+    )
+
+
+def stateless_response_destination(response_via: Via) -> Flow:
+    """Where a response with no server transaction (and so no known source) goes.
+
+    Read from the Via alone (RFC 3261 18.2.2 with RFC 3581): ``maddr``; else ``received``
+    (else the sent-by host) with the ``rport`` value (else the sent-by port). Correct when
+    whoever received the request stamped ``received``/``rport`` (RFC 3261 18.2.1).
+    """
+    transport = response_via.transport.lower()
+    default = _default_port(transport)
+    maddr = response_via.param("maddr")
+    if maddr:
+        return Flow(transport, maddr.strip("[]"), response_via.port or default)
+    host = response_via.param("received") or response_via.host.strip("[]")
+    rport = response_via.param("rport")
+    port = int(rport) if rport and rport.isdigit() else (response_via.port or default)
+    return Flow(transport, host, port)
+
+
+class ServerTransaction(Transaction):
+    """A request we received, where it came from and the latest response we sent."""
+
+    __slots__ = ("ack_key", "destination", "last", "request", "source")
+
+    SERVER = True
+
+    def __init__(self, key: str, request: SipRequest, source: Flow) -> None:
+        super().__init__(key, source.reliable)
+        self.request = request
+        self.source = source
+        self.destination: Flow | None = None
+        """Computed from the request's top Via and source at the first response."""
+        self.last: Outgoing | None = None
+        """Latest response sent, re-queued as is for retransmitted requests and timer G."""
+        self.ack_key: str | None = None
+        """RFC 2543 ACK index entry owned by this transaction (see the layer)."""
+
+
+# -- effects shared by both machines ---------------------------------------------------
+
+
+def _send_response(core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Any) -> None:
+    """Send the TU's response and remember it as the latest (17.2.1, 17.2.2)."""
+    assert isinstance(msg, SipResponse)
+    destination = tx.destination
+    if destination is None:
+        destination = tx.destination = response_destination(tx.request.top_via, tx.source)
+    tx.last = out = Outgoing(data=msg.to_bytes(), destination=destination, message=msg)
+    core._send(out)
+
+
+def _resend_last(core: TransactionCore, tx: ServerTransaction, now: float, msg: Any, src: Any) -> None:
+    """A retransmitted request: send the latest response again, if any (17.2.1, 17.2.2)."""
+    if tx.last is not None:
+        core._send(tx.last)
+
+
+# -- INVITE server (RFC 3261 17.2.1, Figure 7; RFC 6026 Figure 7) ----------------------
+
+
+def _pass_ack_up(core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Flow | None) -> None:
+    """An ACK the transaction does not absorb goes to the TU as a transaction-less ACK
+    (RFC 6026: in Accepted, ACKs are passed up; before any final it is not ours either)."""
+    assert isinstance(msg, SipRequest) and src is not None
+    core._emit(RequestReceived(request=msg, source=src, key=None))
+
+
+def _send_2xx(core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Any) -> None:
+    """2xx: send it; stay in Accepted for 64*T1 (RFC 6026 timer L) absorbing INVITE
+    retransmissions so they are not taken for new requests. The TU (UAS core, 13.3.1.4,
+    or the proxy forwarding them) retransmits the 2xx itself."""
+    _send_response(core, tx, now, msg, src)
+    core._arm(tx, Timer.L, now, core._timer_values.b)
+
+
+def _send_rejection(core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Any) -> None:
+    """300-699: send it; retransmit on timer G over unreliable transports; give up waiting
+    for the ACK after timer H (17.2.1)."""
+    _send_response(core, tx, now, msg, src)
+    values = core._timer_values
+    if not tx.reliable:
+        tx.interval = values.t1
+        core._arm(tx, Timer.G, now, values.t1)
+    core._arm(tx, Timer.H, now, values.b)
+
+
+def _retransmit_rejection(core: TransactionCore, tx: ServerTransaction, now: float, msg: Any, src: Any) -> None:
+    """Timer G: resend the final response; interval doubles up to T2 (17.2.1)."""
+    if tx.last is not None:
+        core._send(tx.last)
+    tx.interval = min(tx.interval * 2, core._timer_values.t2)
+    core._arm(tx, Timer.G, now, tx.interval)
+
+
+def _no_ack(core: TransactionCore, tx: ServerTransaction, now: float, msg: Any, src: Any) -> None:
+    """Timer H: the ACK never came; tell the TU (17.2.1: "transaction failure") and end."""
+    core._timed_out(tx, Timer.H)
+    core._terminate(tx)
+
+
+def _confirmed(core: TransactionCore, tx: ServerTransaction, now: float, msg: Any, src: Any) -> None:
+    """ACK: stop G and H; absorb ACK retransmissions for T4 (timer I; 0 if reliable)."""
+    core._cancel(tx, Timer.G)
+    core._cancel(tx, Timer.H)
+    core._arm(tx, Timer.I, now, 0.0 if tx.reliable else core._timer_values.t4)
+
+
+class ServerInviteTransaction(ServerTransaction):
+    """RFC 3261 17.2.1 as amended by RFC 6026 (Accepted state replaces "2xx -> Terminated")."""
+
+    __slots__ = ()
+
+    INITIAL = State.PROCEEDING
+    KIND = "server_invite"
+
+    _TRANSITIONS = {
+        (State.PROCEEDING, Input.REQUEST): (_resend_last, State.PROCEEDING),
+        (State.PROCEEDING, Input.ACK): (_pass_ack_up, State.PROCEEDING),
+        (State.PROCEEDING, Input.PROVISIONAL): (_send_response, State.PROCEEDING),
+        (State.PROCEEDING, Input.FINAL_2XX): (_send_2xx, State.ACCEPTED),
+        (State.PROCEEDING, Input.FINAL_NON2XX): (_send_rejection, State.COMPLETED),
+        (State.PROCEEDING, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.ACCEPTED, Input.REQUEST): (None, State.ACCEPTED),
+        (State.ACCEPTED, Input.ACK): (_pass_ack_up, State.ACCEPTED),
+        (State.ACCEPTED, Input.FINAL_2XX): (_send_response, State.ACCEPTED),
+        (State.ACCEPTED, Timer.L): (effect_terminate, State.TERMINATED),
+        (State.ACCEPTED, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.COMPLETED, Input.REQUEST): (_resend_last, State.COMPLETED),
+        (State.COMPLETED, Input.ACK): (_confirmed, State.CONFIRMED),
+        (State.COMPLETED, Timer.G): (_retransmit_rejection, State.COMPLETED),
+        (State.COMPLETED, Timer.H): (_no_ack, State.TERMINATED),
+        (State.COMPLETED, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.CONFIRMED, Input.REQUEST): (None, State.CONFIRMED),
+        (State.CONFIRMED, Input.ACK): (None, State.CONFIRMED),
+        (State.CONFIRMED, Timer.I): (effect_terminate, State.TERMINATED),
+        (State.CONFIRMED, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+    }
+
+
+# -- non-INVITE server (RFC 3261 17.2.2, Figure 8) -------------------------------------
+
+
+def _send_final(core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Any) -> None:
+    """Final response: send it; answer request retransmissions with it for 64*T1 (timer J;
+    0 if reliable, where the request is never retransmitted)."""
+    _send_response(core, tx, now, msg, src)
+    core._arm(tx, Timer.J, now, 0.0 if tx.reliable else core._timer_values.b)
+
+
+class ServerNonInviteTransaction(ServerTransaction):
+    """RFC 3261 17.2.2 (also CANCEL, 9.2)."""
+
+    __slots__ = ()
+
+    INITIAL = State.TRYING
+    KIND = "server_non_invite"
+
+    _TRANSITIONS = {
+        (State.TRYING, Input.REQUEST): (None, State.TRYING),
+        (State.TRYING, Input.PROVISIONAL): (_send_response, State.PROCEEDING),
+        (State.TRYING, Input.FINAL): (_send_final, State.COMPLETED),
+        (State.TRYING, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.PROCEEDING, Input.REQUEST): (_resend_last, State.PROCEEDING),
+        (State.PROCEEDING, Input.PROVISIONAL): (_send_response, State.PROCEEDING),
+        (State.PROCEEDING, Input.FINAL): (_send_final, State.COMPLETED),
+        (State.PROCEEDING, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.COMPLETED, Input.REQUEST): (_resend_last, State.COMPLETED),
+        (State.COMPLETED, Timer.J): (effect_terminate, State.TERMINATED),
+        (State.COMPLETED, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+    }
