@@ -16,15 +16,16 @@ MY_PORT=53306
 PG_DATA="$BASE/pg"
 PG_SOCK="$BASE/pgsock"
 MY_DATA="$BASE/mysql"
-MY_SOCK="$BASE/mysql.sock"
-MY_PID="$BASE/mysql.pid"
+MY_RUN="$BASE/myrun" # socket, pid and log: written by mariadbd after it dropped root
+MY_SOCK="$MY_RUN/mysql.sock"
+MY_PID="$MY_RUN/mysql.pid"
 WAIT_SECONDS=60
 
-exec 3>&1 1>&2 # fd 3 = the caller's stdout (export lines only)
+exec 3>&1 1>&2 # fd 3 = the caller's stdout (export lines only); daemons get it closed
 
 die() {
     echo "db.sh: $*"
-    for log in "$BASE/pg.log" "$BASE/mysql.err"; do
+    for log in "$BASE/pg.log" "$MY_RUN/mysql.err"; do
         [[ -f $log ]] && { echo "--- tail $log"; tail -n 30 "$log"; }
     done
     exit 1
@@ -80,7 +81,7 @@ start_pg() {
         touch "$BASE/pg.log" && chown "$owner" "$BASE/pg.log"
         as_user "$owner" "$bin/pg_ctl" -D "$PG_DATA" -l "$BASE/pg.log" -w -t "$WAIT_SECONDS" \
             -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_SOCK -c fsync=off" \
-            start </dev/null >>"$BASE/pg_ctl.out" 2>&1 || die "PostgreSQL did not start"
+            start </dev/null >>"$BASE/pg_ctl.out" 2>&1 3>&- || die "PostgreSQL did not start"
     fi
     wait_for PostgreSQL "$bin/pg_isready" -h 127.0.0.1 -p "$PG_PORT" -U postgres
 }
@@ -101,13 +102,15 @@ start_mysql() {
                 --auth-root-authentication-method=normal --skip-test-db \
                 >"$BASE/mysql-install.log" 2>&1 || die "mariadb-install-db failed (see $BASE/mysql-install.log)"
         fi
-        rm -f "$MY_SOCK" "$MY_PID"
+        rm -rf "$MY_RUN"
+        mkdir -p "$MY_RUN"
+        chown "$owner" "$MY_RUN"
         # setsid + closed stdio: the daemon must not hold the caller's $(...) pipe open.
         setsid mariadbd --no-defaults --datadir="$MY_DATA" --user="$owner" \
             --bind-address=127.0.0.1 --port="$MY_PORT" --socket="$MY_SOCK" --pid-file="$MY_PID" \
-            --log-error="$BASE/mysql.err" --skip-name-resolve \
+            --log-error="$MY_RUN/mysql.err" --skip-name-resolve \
             --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
-            --innodb-flush-log-at-trx-commit=2 </dev/null >>"$BASE/mysql.out" 2>&1 &
+            --innodb-flush-log-at-trx-commit=2 </dev/null >>"$BASE/mysql.out" 2>&1 3>&- &
     fi
     wait_for MariaDB my_sql -e "SELECT 1"
     my_sql <<'SQL' || die "could not create the sipsca database/user"

@@ -13,12 +13,13 @@ import signal
 import ssl
 import sys
 import time
+from collections.abc import Callable
 
 from sipsca import __version__
 from sipsca.config import SipscaConfig
 from sipsca.errors import ConfigError, StorageError
-from sipsca.runtime.app import SipApplication
 from sipsca.rpc.app import check_rpc_listen, make_app, start_rpc_server
+from sipsca.runtime.app import SipApplication
 from sipsca.runtime.management import Management
 from sipsca.runtime.metrics import Metrics
 from sipsca.storage.registry import open_storage
@@ -42,11 +43,14 @@ def _tls_contexts(config: SipscaConfig) -> tuple[ssl.SSLContext | None, ssl.SSLC
     return server_ctx, client_ctx
 
 
-async def serve(config: SipscaConfig, *, ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None) -> None:
+async def serve(
+    config: SipscaConfig, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT), then flush state and return."""
     stop = stop or asyncio.Event()
-    storage = open_storage(config.db.db_url, subs_table=config.db.subs_table, server_id=config.db.server_id)
+    storage = open_storage(
+        config.db.db_url, subs_table=config.db.subs_table, server_id=config.db.server_id
+    )
     try:
         await storage.open()
         if await storage.schema_version() is None:
@@ -81,7 +85,9 @@ async def serve(config: SipscaConfig, *, ready: asyncio.Event | None = None,
         except OSError as exc:
             await app.stop()
             await storage.close()
-            raise ConfigError(f"rpc.listen: cannot listen on {config.rpc.listen}: {exc.strerror or exc}")
+            raise ConfigError(
+                f"rpc.listen: cannot listen on {config.rpc.listen}: {exc.strerror or exc}"
+            )
     for listener in listeners:
         print(f"listening {listener}", flush=True)
     if runner is not None:
@@ -119,20 +125,24 @@ async def _watch_loop_lag(app: SipApplication, period: float = 0.1) -> None:
         app.metrics.loop_lag(lag)
         overloaded = lag > 0.5
         if overloaded != app.overloaded:
-            logger.warning("overload %s (event loop lag %.3f s)", "started" if overloaded else "ended", lag)
+            logger.warning(
+                "overload %s (event loop lag %.3f s)", "started" if overloaded else "ended", lag
+            )
         app.overloaded = overloaded
 
 
 def run_server(config: SipscaConfig) -> int:
-    """Blocking entry point; returns the process exit code."""
+    """Blocking entry point (uvloop when installed); returns the process exit code."""
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
     try:
         import uvloop
 
-        runner = uvloop.run
+        loop_factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is a default dependency on Linux
-        runner = asyncio.run
+        pass
     try:
-        runner(serve(config))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(serve(config))
     except ConfigError as exc:
         print(f"sipsca: error: {exc}", file=sys.stderr)
         return 2

@@ -385,6 +385,7 @@ class Phone:
                 await t
         if self._udp:
             self._udp.close()
+            await asyncio.sleep(0)  # let the transport really close the socket (port reuse)
         writers = list(self._conns.values())
         if self._out_conn:
             writers.append(self._out_conn)
@@ -495,11 +496,16 @@ class Phone:
             self.ladder.add(self.name, "<-", data)
             return
         self.ladder.add(self.name, "<-", msg)
-        if isinstance(msg, SipResponse):
-            self._on_response(msg)
-        else:
-            assert isinstance(msg, SipRequest)
-            self._on_request(msg, via)
+        try:
+            if isinstance(msg, SipResponse):
+                self._on_response(msg)
+            else:
+                assert isinstance(msg, SipRequest)
+                self._on_request(msg, via)
+        except Exception as exc:  # a bug in the emulator: keep it visible, never silent
+            self.errors.append(exc)
+            self.ladder.note(f"{self.name} EMULATOR ERROR {exc!r}")
+            raise
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -660,13 +666,16 @@ class Phone:
             self._uas_final(inc, 486, "Busy Here", key=inc_key)
         elif isinstance(mode, int):
             self._uas_final(inc, mode, None, key=inc_key)
+        elif mode == "manual":
+            pass  # the test sends provisional/final responses itself
         else:
             self._reply(req, via, 180, "Ringing", to_tag=to_tag, contact=True)
             if mode == "answer":
                 self._spawn(self._answer_later(inc, self.answer_delay))
 
     def _uas_final(self, inc: IncomingCall, status: int, reason: str | None,
-                   key: tuple[str, str, str] | None = None) -> None:
+                   key: tuple[str, str, str] | None = None,
+                   headers: Sequence[tuple[str, str]] = ()) -> None:
         if inc.final_status is not None:
             return
         inc.final_status = status
@@ -674,8 +683,11 @@ class Phone:
         if key is None:
             key = (req.top_via.branch or "", "INVITE", req.call_id + str(req.cseq.number))
         body = make_sdp("sendrecv", port=41000) if status < 300 else b""
+        extra = list(headers)
+        if 300 <= status < 400 and not any(k.lower() == "contact" for k, _ in extra):
+            extra.append(("Contact", f"<sip:redirected@{self.domain}>"))
         data = self._reply(req, inc.reply_to, status, reason or _reason(status), key=key,
-                           to_tag=inc.to_tag, contact=status < 300, body=body)
+                           to_tag=inc.to_tag, contact=status < 300, body=body, extra=extra)
         inc.last_final = data
         if 200 <= status < 300:
             self._spawn(self._retransmit_2xx(inc, inc.reply_to))
@@ -699,9 +711,16 @@ class Phone:
             self._send_now(inc.last_final, via)
             interval = min(interval * 2, T2)
 
-    async def answer(self, inc: IncomingCall, status: int = 200, reason: str | None = None) -> None:
-        """Send a final response to a ringing incoming INVITE (UAS ``"ring"`` mode)."""
-        self._uas_final(inc, status, reason)
+    async def answer(self, inc: IncomingCall, status: int = 200, reason: str | None = None, *,
+                     headers: Sequence[tuple[str, str]] = ()) -> None:
+        """Send a final response to a ringing incoming INVITE (``"ring"``/``"manual"`` mode)."""
+        self._uas_final(inc, status, reason, headers=headers)
+
+    async def provisional(self, inc: IncomingCall, status: int = 180, reason: str | None = None, *,
+                          headers: Sequence[tuple[str, str]] = (), contact: bool = True) -> None:
+        """Send a provisional response (180, 181, 183...) to an incoming INVITE."""
+        self._reply(inc.invite, inc.reply_to, status, reason or _reason(status), to_tag=inc.to_tag,
+                    contact=contact, extra=headers)
 
     async def wait_incoming(self, timeout: float = DEFAULT_TIMEOUT) -> IncomingCall:
         return await self.wait_for(lambda: self.incoming[0] if self.incoming else None,
@@ -950,6 +969,7 @@ class Phone:
         from_uri: str | None = None,
         from_display: str | None = None,
         to_uri: str | None = None,
+        to_display: str = "",
         wait: bool = True,
         auto_ack: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
@@ -966,6 +986,7 @@ class Phone:
             local_tag=_rand(8),
             remote_target=ruri,
             local_display=from_display if from_display is not None else self.display,
+            remote_display=to_display,
         )
         hdrs = []
         if call_info is not None:
@@ -1128,6 +1149,14 @@ class Phone:
 
     def consume_all(self) -> None:
         self._consumed.update(id(n) for n in self.notifies)
+
+    def consume_through(self, notify: SipRequest) -> None:
+        """Mark every NOTIFY of ``notify``'s dialog received up to it as consumed."""
+        for n in self.notifies:
+            if n.call_id == notify.call_id:
+                self._consumed.add(id(n))
+            if n is notify:
+                return
 
     async def quiet(self, seconds: float = 0.3) -> None:
         """Let in-flight messages arrive (a short, bounded settle)."""

@@ -49,15 +49,26 @@ def cli() -> None:
 @click.option("--db-url", help="sqlite:///PATH, postgresql://..., mysql://...")
 @click.option("--rpc-listen", help="HOST:PORT of the JSON-RPC / metrics listener.")
 @click.option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")
-def serve(config_file: str | None, listen: tuple[str, ...], db_url: str | None,
-          rpc_listen: str | None, log_level: str | None) -> None:
+def serve(
+    config_file: str | None,
+    listen: tuple[str, ...],
+    db_url: str | None,
+    rpc_listen: str | None,
+    log_level: str | None,
+) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""
     from sipsca.cli.logs import setup_logging
 
     try:
-        config = _load(config_file, {
-            "server.listen": listen, "db.db_url": db_url, "rpc.listen": rpc_listen, "log.level": log_level,
-        })
+        config = _load(
+            config_file,
+            {
+                "server.listen": listen,
+                "db.db_url": db_url,
+                "rpc.listen": rpc_listen,
+                "log.level": log_level,
+            },
+        )
     except ConfigError as exc:
         _fail(exc)
         return
@@ -88,14 +99,18 @@ def check_config(config_file: str) -> None:
 
 def _storage_options(func: Any) -> Any:
     func = click.option("--db-url", help="Database URL (overrides the config file).")(func)
-    func = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")(func)
+    func = click.option(
+        "--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file."
+    )(func)
     return func
 
 
 async def _with_storage(config: SipscaConfig, action: Any) -> Any:
     from sipsca.storage.registry import open_storage
 
-    storage = open_storage(config.db.db_url, subs_table=config.db.subs_table, server_id=config.db.server_id)
+    storage = open_storage(
+        config.db.db_url, subs_table=config.db.subs_table, server_id=config.db.server_id
+    )
     await storage.open()
     try:
         if await storage.schema_version() is None:
@@ -108,7 +123,7 @@ async def _with_storage(config: SipscaConfig, action: Any) -> Any:
 def _run_storage(config_file: str | None, db_url: str | None, action: Any) -> Any:
     try:
         config = _load(config_file, {"db.db_url": db_url})
-            return asyncio.run(_with_storage(config, action))
+        return asyncio.run(_with_storage(config, action))
     except (ConfigError, StorageError) as exc:
         _fail(exc)
 
@@ -120,10 +135,15 @@ def user() -> None:
 
 @user.command("add")
 @click.argument("address")
-@click.option("--password-file", type=click.Path(exists=True, dir_okay=False),
-              help="Read the password from this file (first line).")
+@click.option(
+    "--password-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Read the password from this file (first line).",
+)
 @_storage_options
-def user_add(address: str, password_file: str | None, config_file: str | None, db_url: str | None) -> None:
+def user_add(
+    address: str, password_file: str | None, config_file: str | None, db_url: str | None
+) -> None:
     """Add or replace USER@DOMAIN."""
     from sipsca.auth.digest import make_subscriber
 
@@ -131,7 +151,11 @@ def user_add(address: str, password_file: str | None, config_file: str | None, d
     if not at or not username or not domain:
         _fail(ConfigError(f"{address!r} is not USER@DOMAIN"))
     if password_file:
-        password = Path(password_file).read_text().splitlines()[0] if Path(password_file).read_text() else ""
+        password = (
+            Path(password_file).read_text().splitlines()[0]
+            if Path(password_file).read_text()
+            else ""
+        )
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if not password:

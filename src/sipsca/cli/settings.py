@@ -133,7 +133,7 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
             out = []
             for v in value:
                 if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)):
-                    raise ConfigError(f"{name} entries must be [\"domain\", \"transport:host:port\"]")
+                    raise ConfigError(f'{name} entries must be ["domain", "transport:host:port"]')
                 out.append((v[0], v[1]))
             return tuple(out)
         return tuple(_coerce(name, item_hint, v) for v in value)
@@ -144,7 +144,7 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
 
 def _line(name: str, value: Any) -> LineConfig:
     if not isinstance(value, dict) or "aor" not in value:
-        raise ConfigError(f"{name} entries must be tables with at least aor = \"sip:user@domain\"")
+        raise ConfigError(f'{name} entries must be tables with at least aor = "sip:user@domain"')
     unknown = set(value) - {"aor", "members", "aliases"}
     if unknown:
         raise ConfigError(f"unknown key {name}.{sorted(unknown)[0]} (known: aor, members, aliases)")
@@ -160,8 +160,16 @@ def parse_listen(text: str) -> tuple[str, str, int]:
     transport, sep, rest = text.partition(":")
     host, sep2, port = rest.rpartition(":")
     host = host.strip("[]")
-    if not sep or not sep2 or transport not in ("udp", "tcp", "tls") or not host or not port.isdigit():
-        raise ConfigError(f"server.listen: {text!r} is not transport:host:port (transport udp, tcp or tls)")
+    if (
+        not sep
+        or not sep2
+        or transport not in ("udp", "tcp", "tls")
+        or not host
+        or not port.isdigit()
+    ):
+        raise ConfigError(
+            f"server.listen: {text!r} is not transport:host:port (transport udp, tcp or tls)"
+        )
     if not 0 < int(port) < 65536:
         raise ConfigError(f"server.listen: port {port} out of range")
     return transport, host, int(port)
@@ -181,15 +189,17 @@ def validate(config: SipscaConfig) -> None:
     if not config.server.listen:
         raise ConfigError("server.listen: at least one listener is needed")
     listeners = [parse_listen(item) for item in config.server.listen]
-    if any(t == "tls" for t, _, _ in listeners) and not (config.server.tls_cert and config.server.tls_key):
+    if any(t == "tls" for t, _, _ in listeners) and not (
+        config.server.tls_cert and config.server.tls_key
+    ):
         raise ConfigError("server.tls_cert and server.tls_key are needed for a tls listener")
     if config.auth.mode not in ("digest", "none"):
-        raise ConfigError(f"auth.mode must be \"digest\" or \"none\", not {config.auth.mode!r}")
+        raise ConfigError(f'auth.mode must be "digest" or "none", not {config.auth.mode!r}')
     if config.auth.mode == "none" and not config.auth.allow_unauthenticated:
         public = [h for _, h, _ in listeners if not is_loopback(h)]
         if public:
             raise ConfigError(
-                f"auth.mode = \"none\" on the non-loopback address {public[0]} needs "
+                f'auth.mode = "none" on the non-loopback address {public[0]} needs '
                 "auth.allow_unauthenticated = true"
             )
     for alg in config.auth.algorithms:
@@ -204,7 +214,7 @@ def validate(config: SipscaConfig) -> None:
     if not -1 <= sca.onhold_bflag <= 31:
         raise ConfigError("sca.onhold_bflag must be -1 (off) or 0..31")
     if sca.call_info_uri not in ("domain", "aor"):
-        raise ConfigError("sca.call_info_uri must be \"domain\" or \"aor\"")
+        raise ConfigError('sca.call_info_uri must be "domain" or "aor"')
     for ident in sca.line_identification:
         if ident not in ("request_uri", "to", "from", "alias"):
             raise ConfigError(f"sca.line_identification: unknown method {ident!r}")
@@ -216,7 +226,7 @@ def validate(config: SipscaConfig) -> None:
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"log.level: unknown level {config.log.level!r}")
     if config.log.format not in ("text", "json"):
-        raise ConfigError("log.format must be \"text\" or \"json\"")
+        raise ConfigError('log.format must be "text" or "json"')
     if config.proxy.unknown_user_status not in (404, 480):
         raise ConfigError("proxy.unknown_user_status must be 404 or 480")
     host, _, port = config.rpc.listen.rpartition(":")

@@ -87,8 +87,9 @@ class RegisterDecision:
     """What a REGISTER does: the response plus the binding changes to persist first.
 
     ``upserts`` are complete bindings to insert or replace, keyed by (aor, contact);
-    ``deletes`` are (aor, contact) keys. Both are empty when the request is rejected
-    (RFC 3261 10.3: a failed request changes nothing).
+    ``deletes`` are (aor, contact) keys, never one of the upserted keys, so the two may be
+    applied in any order. Both are empty when the request is rejected (RFC 3261 10.3: a
+    failed request changes nothing). Expired bindings passed in are always deleted.
     """
 
     response: SipResponse
@@ -327,9 +328,10 @@ def _finish(
         # RFC 5626 6: a registrar that processed reg-id MUST put "outbound" in Require.
         extra.append(("Require", "outbound"))
     response = make_response(request, 200, to_tag=to_tag, extra=extra)
-    return RegisterDecision(
-        response=response, upserts=tuple(upserts), deletes=tuple(dict.fromkeys(deletes))
-    )
+    # Keys are disjoint, so the runtime may apply deletes and upserts in any order.
+    written = {(b.aor, b.contact) for b in upserts}
+    deletes = [key for key in dict.fromkeys(deletes) if key not in written]
+    return RegisterDecision(response=response, upserts=tuple(upserts), deletes=tuple(deletes))
 
 
 def _collapse_same_contact(slots: list[_Slot]) -> None:

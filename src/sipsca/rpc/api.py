@@ -117,7 +117,7 @@ class ManagementBackend(Protocol):
         ...
 
     def stats(self) -> dict[str, float]:
-        """Named counters and gauges (``group:name`` keys, Kamailio style)."""
+        """Named counters and gauges, keyed ``group.name`` or ``group:name`` (Kamailio)."""
         ...
 
     def set_log_level(self, level: str) -> str:

@@ -31,6 +31,8 @@ from sipsca.rpc.methods import MethodTable
 
 __all__ = [
     "MAX_BODY",
+    "TOO_LARGE",
+    "UNAUTHORIZED",
     "bound_port",
     "check_rpc_listen",
     "make_app",
@@ -70,7 +72,7 @@ def _auth_middleware(token: str) -> Middleware:
 
     ``hmac.compare_digest`` so response timing does not leak how much of a guess was right.
     """
-    expected = token.encode()
+    expected = token.strip().encode()
 
     @web.middleware
     async def auth(request: web.Request, handler: _Handler) -> web.StreamResponse:
@@ -136,8 +138,8 @@ def make_app(
     """
     routes = _Routes(JsonRpcServer(MethodTable(backend).call), registry, max_body)
     middlewares = [_auth_middleware(token)] if token.strip() else []
-    # aiohttp enforces client_max_size while reading; +1 so our own limit check answers first.
-    app = web.Application(client_max_size=max_body + 1, middlewares=middlewares)
+    # client_max_size: aiohttp stops reading a chunked body once it passes the limit.
+    app = web.Application(client_max_size=max_body, middlewares=middlewares)
     app.router.add_post("/RPC", routes.rpc)
     app.router.add_post("/", routes.rpc)
     app.router.add_get("/metrics", routes.metrics)

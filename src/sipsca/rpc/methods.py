@@ -24,11 +24,22 @@ from sipsca.rpc.jsonrpc import InvalidParams, MethodNotFound, to_json_value
 from sipsca.sca.model import AppearanceState
 
 __all__ = [
+    "INDEX_NOT_POSITIVE",
     "METHODS",
+    "SCA_EVENTS",
+    "USAGE_DEACTIVATE",
+    "USAGE_RELEASE",
+    "USAGE_SEIZE",
+    "USAGE_SHOW_APPEARANCE",
+    "USAGE_SHOW_SUBSCRIPTION",
+    "USAGE_SUBSCRIPTION_COUNT",
+    "USAGE_UPDATE",
     "Args",
+    "Handler",
     "Method",
     "MethodTable",
     "Param",
+    "bind",
 ]
 
 logger = logging.getLogger(__name__)
@@ -133,7 +144,7 @@ def _convert(param: Param, value: object) -> object:
 
     Strings accept integers too because kamcmd and ``sipsca rpc`` send anything that looks like
     a number as a number (a bare ``1000`` AoR). Integers accept strings that parse as integers
-    (kamcmd ``-s`` style) and integral floats.
+    (clients that quote every argument) and integral floats.
     """
     if param.kind == "str":
         if isinstance(value, str):
@@ -299,12 +310,18 @@ def _bindings(b: ManagementBackend, a: Args) -> object:
 
 
 def _stats(b: ManagementBackend, a: Args) -> object:
-    """All statistics, or those named: ``all``, ``group:`` (a whole group) or exact names."""
+    """All statistics, or the selected ones.
+
+    Selectors as in Kamailio's ``stats.get_statistics``: ``all``, a group (``sca:``, ``sca.``
+    or just ``sca``) or an exact name.
+    """
     wanted = a.texts("names")
     stats = b.stats()
     if wanted and "all" not in wanted:
-        groups = tuple(w for w in wanted if w.endswith(":"))
-        stats = {k: v for k, v in stats.items() if k in wanted or k.startswith(groups)}
+        prefixes = tuple(
+            p for w in wanted for p in ((w,) if w.endswith((":", ".")) else (w + ":", w + "."))
+        )
+        stats = {k: v for k, v in stats.items() if k in wanted or k.startswith(prefixes)}
     return {k: int(v) if float(v).is_integer() else v for k, v in sorted(stats.items())}
 
 
@@ -440,7 +457,7 @@ METHODS: Final[Mapping[str, Method]] = _table(
         "stats",
         (_P("names", "strs", required=False),),
         _stats,
-        "Statistics: all, or the named ones (exact names or 'group:' prefixes).",
+        "Statistics: all, or the selected ones (exact names or groups: 'sca', 'sca:').",
     ),
     Method(
         "stats.get_statistics",

@@ -31,7 +31,7 @@ from sipsca.sca.effects import (
     SendNotify,
 )
 from sipsca.sca.engine import ScaEngine
-from sipsca.sca.model import ScaEvent
+from sipsca.sca.model import AppearanceState, ScaEvent
 from sipsca.sip.address import Flow, parse_flow
 from sipsca.sip.fields import parse_name_addr
 from sipsca.sip.message import SipRequest, SipResponse
@@ -121,6 +121,7 @@ class SipApplication:
         self.keys_by_flow: dict[Flow, set[str]] = {}
         self.flow_of_key: dict[str, Flow] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.metrics.set_state_source(self.state_snapshot)
 
     # ------------------------------------------------------------------ start/stop
     async def start(self, listen: tuple[str, ...]) -> list[Listener]:
@@ -133,15 +134,15 @@ class SipApplication:
             listeners.append(await self.transports.listen(transport, host, port))
         for listener in listeners:
             self.local_hosts.add((listener.host, listener.port))
+            if listener.host in ("127.0.0.1", "::1"):
+                self.local_hosts.add(("localhost", listener.port))
             if listener.port in (5060, 5061):
                 self.local_hosts.add((listener.host, None))
         adv = self.config.server.advertised_address
-        if adv:
-            host, _, port = adv.partition(":")
-            self.local_hosts.add((host, int(port) if port else None))
-        for domain in self.config.server.domains:
-            host, _, port = domain.partition(":")
-            self.local_hosts.add((host.lower(), int(port) if port else None))
+        for item in (adv, *self.config.server.domains):
+            if item:
+                name, _, number = item.partition(":")
+                self.local_hosts.add((name.lower(), int(number) if number else None))
         self.router.configure()
         self.writeback.start()
         self.pump()
@@ -368,6 +369,25 @@ class SipApplication:
         self.pump()
 
     # ------------------------------------------------------------------ helpers
+    def state_snapshot(self) -> dict[str, object]:
+        """Gauges for /metrics, read at scrape time."""
+        stats = self.sca.stats()
+        appearances = {
+            state.wire_name: 0.0 for state in AppearanceState if state is not AppearanceState.IDLE
+        }
+        for state in AppearanceState:
+            if state is not AppearanceState.IDLE:
+                appearances[state.wire_name] += stats.get(f"appearances_{state.name.lower()}", 0)
+        return {
+            "subscriptions": {
+                "call-info": stats.get("subscriptions_call_info", 0),
+                "line-seize": stats.get("subscriptions_line_seize", 0),
+            },
+            "appearances": appearances,
+            "transactions": self.tl.counts,
+            "registrations": sum(len(table) for table in self.bindings.values()),
+        }
+
     def send_request(self, request: SipRequest, dest: Flow) -> str:
         """Start a client transaction, remembering its flow for transport-failure reports."""
         key = self.tl.send_request(request, destination=dest, now=self.clock.monotonic())

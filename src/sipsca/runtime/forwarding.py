@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from typing import TYPE_CHECKING
 
 from sipsca.errors import RemoteProtocolError
 from sipsca.proxy.context import ContextAction, ResponseContext
-from sipsca.proxy.route import make_cancel, next_hop, prepare_forward, strip_own_via
+from sipsca.proxy.route import compute_branch, make_cancel, next_hop, prepare_forward, strip_own_via
 from sipsca.sip.address import Flow
 from sipsca.sip.message import SipRequest, SipResponse, make_response
 from sipsca.transaction import response_destination
@@ -33,8 +32,14 @@ class _Forwarded:
 
     __slots__ = ("context", "key", "request", "sca", "sca_request", "timer_c")
 
-    def __init__(self, key: str, request: SipRequest, context: ResponseContext, sca: bool,
-                 sca_request: SipRequest) -> None:
+    def __init__(
+        self,
+        key: str,
+        request: SipRequest,
+        context: ResponseContext,
+        sca: bool,
+        sca_request: SipRequest,
+    ) -> None:
         self.key = key
         self.request = request
         self.context = context
@@ -81,21 +86,43 @@ class ProxyCore:
         if invite:
             router.reply(request, key, 100, "Trying")
         if record_route is None:
-            record_route = app.config.proxy.record_route and request.method in ("INVITE", "SUBSCRIBE", "REFER")
-        for target in targets:
-            self._fork(fwd, source, target, record_route, member_call_info)
-        if not context.pending:
+            record_route = app.config.proxy.record_route and request.method in (
+                "INVITE",
+                "SUBSCRIBE",
+                "REFER",
+            )
+        unresolved: list[str] = []
+        for index, target in enumerate(targets):
+            failed = self._fork(fwd, source, target, index, record_route, member_call_info)
+            if failed is not None:
+                unresolved.append(failed)
+        for failed in unresolved:  # every branch is added before any outcome is fed in
+            self._apply(fwd, context.on_transport_error(failed))
+        if not targets:
             self._apply(fwd, context.on_no_branches())
         elif invite:
             self._arm_timer_c(fwd)
 
-    def _fork(self, fwd: _Forwarded, source: Flow, target: Target, record_route: bool,
-              member_call_info: str | None) -> None:
+    def _fork(
+        self,
+        fwd: _Forwarded,
+        source: Flow,
+        target: Target,
+        index: int,
+        record_route: bool,
+        member_call_info: str | None,
+    ) -> str | None:
+        """Send one branch; returns the key of a branch that could not be resolved."""
         app = self.app
         router = app.router
-        branch = "z9hG4bK" + secrets.token_hex(10)
-        probe = prepare_forward(fwd.request, target=target.uri, via="SIP/2.0/UDP 0.0.0.0;branch=x",
-                                record_route=[], path=target.path)
+        branch = compute_branch(fwd.request, index)
+        probe = prepare_forward(
+            fwd.request,
+            target=target.uri,
+            via="SIP/2.0/UDP 0.0.0.0;branch=x",
+            record_route=[],
+            path=target.path,
+        )
         try:
             dest = target.flow or app.resolver.resolve_now(next_hop(probe))
         except RemoteProtocolError:
@@ -104,20 +131,25 @@ class ProxyCore:
             logger.info("cannot resolve %s", target.uri)
             key = "unresolved-" + branch
             fwd.context.add_branch(key, probe, target.uri)
-            self._apply(fwd, fwd.context.on_transport_error(key))
-            return
+            return key
         rr: list[str] = []
         if record_route:
             inbound = router.record_route_uri(source.transport)
             outbound = router.record_route_uri(dest.transport)
             rr = [inbound] if inbound == outbound else [outbound, inbound]
-        out = prepare_forward(fwd.request, target=target.uri, via=router.via_value(dest, branch),
-                              record_route=rr, path=target.path)
+        out = prepare_forward(
+            fwd.request,
+            target=target.uri,
+            via=router.via_value(dest, branch),
+            record_route=rr,
+            path=target.path,
+        )
         if member_call_info and out.method == "INVITE":
             out.headers.add("Call-Info", member_call_info)
         key = app.send_request(out, dest)
         fwd.context.add_branch(key, out, target.uri)
         self.branch_of[key] = fwd.key
+        return None
 
     def forward_stateless(self, request: SipRequest) -> None:
         """End-to-end ACK for a 2xx: forwarded without a transaction (RFC 3261 16.11)."""
@@ -128,13 +160,14 @@ class ProxyCore:
             return
         if dest is None:
             return
-        branch = "z9hG4bK" + secrets.token_hex(10)
-        out = prepare_forward(request, target=request.uri, via=app.router.via_value(dest, branch),
-                              record_route=[])
+        branch = compute_branch(request)
+        out = prepare_forward(
+            request, target=request.uri, via=app.router.via_value(dest, branch), record_route=[]
+        )
         app.tl.send_stateless(out, destination=dest)
 
     def sca_local_failure(self, request: SipRequest, key: str, status: int) -> None:
-        """A failure we answered ourselves (404/480) to a tracked INVITE (Kamailio's sl callback)."""
+        """A failure we answered ourselves (404/480) to a tracked INVITE (Kamailio sl callback)."""
         if request.method != "INVITE":
             return
         response = make_response(request, status)
@@ -156,15 +189,15 @@ class ProxyCore:
                 router.reply(invite, invite_key, 487, "Request Terminated")
             return
         for branch in fwd.context.cancel_all():
-            self._send_cancel(fwd, branch)
+            self._send_cancel(fwd, branch, None)
 
-    def _send_cancel(self, fwd: _Forwarded, branch: str) -> None:
+    def _send_cancel(self, fwd: _Forwarded, branch: str, reason: str | None) -> None:
         app = self.app
         sent = fwd.context.branch_request(branch)
         dest = app.flow_of_key.get(branch)
         if sent is None or dest is None:
             return
-        cancel = make_cancel(sent)
+        cancel = make_cancel(sent, reason=reason)
         key = app.send_request(cancel, dest)
         self.cancels.add(key)
 
@@ -178,9 +211,10 @@ class ProxyCore:
             return
         if not strip_own_via(response):
             return
-        if fwd.timer_c is not None and 100 < response.status < 200:
+        action = fwd.context.on_response(key, response)
+        if action.reset_timer_c and fwd.timer_c is not None:
             self._arm_timer_c(fwd)
-        self._apply(fwd, fwd.context.on_response(key, response))
+        self._apply(fwd, action)
 
     def on_branch_failure(self, key: str, *, timeout: bool) -> None:
         if key in self.cancels:
@@ -189,7 +223,9 @@ class ProxyCore:
         fwd = self.forwarded.get(server_key) if server_key is not None else None
         if fwd is None:
             return
-        action = fwd.context.on_branch_timeout(key) if timeout else fwd.context.on_transport_error(key)
+        action = (
+            fwd.context.on_branch_timeout(key) if timeout else fwd.context.on_transport_error(key)
+        )
         self._apply(fwd, action)
 
     def on_stray_response(self, response: SipResponse, source: Flow) -> None:
@@ -208,7 +244,7 @@ class ProxyCore:
     def _apply(self, fwd: _Forwarded, action: ContextAction) -> None:
         app = self.app
         for branch in action.cancel_branches:
-            self._send_cancel(fwd, branch)
+            self._send_cancel(fwd, branch, action.cancel_reason)
         upstream = action.forward_upstream
         if upstream is not None:
             if fwd.sca and upstream.status > 100:
@@ -223,7 +259,9 @@ class ProxyCore:
         loop = asyncio.get_running_loop()
         if fwd.timer_c is not None:
             fwd.timer_c.cancel()
-        fwd.timer_c = loop.call_later(self.app.config.transaction.timer_c, self._on_timer_c, fwd.key)
+        fwd.timer_c = loop.call_later(
+            self.app.config.transaction.timer_c, self._on_timer_c, fwd.key
+        )
 
     def _on_timer_c(self, key: str) -> None:
         fwd = self.forwarded.get(key)

@@ -42,17 +42,19 @@ class Management:
         out: list[dict[str, object]] = []
         for aor in sorted(self.app.bindings):
             for binding in self.app.bindings[aor].values():
-                out.append({
-                    "aor": aor,
-                    "contact": binding.contact,
-                    "expires": max(0, int(binding.expires_at - now)),
-                    "q": binding.q,
-                    "received": binding.received,
-                    "user_agent": binding.user_agent,
-                    "instance": binding.instance_id,
-                    "call_id": binding.call_id,
-                    "cseq": binding.cseq,
-                })
+                out.append(
+                    {
+                        "aor": aor,
+                        "contact": binding.contact,
+                        "expires": max(0, int(binding.expires_at - now)),
+                        "q": binding.q,
+                        "received": binding.received,
+                        "user_agent": binding.user_agent,
+                        "instance": binding.instance_id,
+                        "call_id": binding.call_id,
+                        "cseq": binding.cseq,
+                    }
+                )
         return out
 
     def stats(self) -> dict[str, float]:

@@ -87,13 +87,15 @@ class WriteBack:
         while True:
             if self.interval == 0 or not self.healthy:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=backoff if not self.healthy else None)
-                except asyncio.TimeoutError:
+                    await asyncio.wait_for(
+                        self._wake.wait(), timeout=backoff if not self.healthy else None
+                    )
+                except TimeoutError:
                     pass
             else:
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             self._wake.clear()
             try:
@@ -112,8 +114,12 @@ class WriteBack:
             start = time.perf_counter()
             try:
                 if subs:
-                    await self.storage.save_subscriptions([s for s in subs.values() if s is not None])
-                    await self.storage.delete_subscriptions([k for k, s in subs.items() if s is None])
+                    await self.storage.save_subscriptions(
+                        [s for s in subs.values() if s is not None]
+                    )
+                    await self.storage.delete_subscriptions(
+                        [k for k, s in subs.items() if s is None]
+                    )
                 if apps:
                     await self.storage.save_appearances([a for a in apps.values() if a is not None])
                     await self.storage.delete_appearances([k for k, a in apps.items() if a is None])
@@ -134,7 +140,9 @@ class WriteBack:
                     self._on_error("write")
                 raise
             if not self.healthy:
-                logger.warning("database is back: wrote %d queued changes", len(subs) + len(apps) + len(binds))
+                logger.warning(
+                    "database is back: wrote %d queued changes", len(subs) + len(apps) + len(binds)
+                )
             self.healthy = True
             if self._observe is not None:
                 self._observe("flush", time.perf_counter() - start)

@@ -8,6 +8,7 @@ proxy's response handling, so there is nothing for an operator to forget.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,10 @@ logger = logging.getLogger(__name__)
 
 SCA_EVENTS = ("call-info", "line-seize")
 SCA_METHODS = frozenset({"INVITE", "CANCEL", "BYE", "PRACK", "REFER"})
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, NOTIFY, PRACK, REFER, UPDATE, INFO, MESSAGE"
+ALLOW = ", ".join(
+    ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "SUBSCRIBE", "NOTIFY", "PRACK")
+    + ("REFER", "UPDATE", "INFO", "MESSAGE")
+)
 SUPPORTED = frozenset({"path", "outbound", "replaces"})
 
 
@@ -54,15 +58,26 @@ class RequestRouter:
         self.auth: DigestAuthenticator | None = None
         if cfg.mode == "digest":
             secret = cfg.secret.encode() if cfg.secret else secrets.token_bytes(32)
-            self.auth = DigestAuthenticator(secret=secret, nonce_ttl=cfg.nonce_ttl, algorithms=cfg.algorithms)
+            self.auth = DigestAuthenticator(
+                secret=secret,
+                nonce_ttl=cfg.nonce_ttl,
+                algorithms=cfg.algorithms,
+                entropy=os.urandom,
+            )
         self.is_myself = is_myself_factory(())
 
     def configure(self) -> None:
         self.is_myself = is_myself_factory(sorted(self.app.local_hosts, key=str))
 
     # ------------------------------------------------------------------ replies
-    def reply(self, request: SipRequest, key: str | None, status: int, reason: str | None = None,
-              extra: list[tuple[str, str]] | None = None) -> None:
+    def reply(
+        self,
+        request: SipRequest,
+        key: str | None,
+        status: int,
+        reason: str | None = None,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
         response = make_response(request, status, reason, to_tag=secrets.token_hex(6), extra=extra)
         self.send_reply(response, key)
 
@@ -81,7 +96,8 @@ class RequestRouter:
         return f"{host}:{listener.port}"
 
     def via_value(self, dest: Flow, branch: str) -> str:
-        return f"SIP/2.0/{dest.transport.upper()} {self.local_hostport(dest.transport)};branch={branch};rport"
+        sent_by = self.local_hostport(dest.transport)
+        return f"SIP/2.0/{dest.transport.upper()} {sent_by};branch={branch};rport"
 
     def record_route_uri(self, transport: str) -> str:
         params = "" if transport == "udp" else f";transport={transport}"
@@ -107,9 +123,12 @@ class RequestRouter:
         if request.to_tag is not None:
             self.in_dialog(request, source, key)
             return
-        if (
-            app.overloaded
-            and request.method in ("INVITE", "SUBSCRIBE", "REGISTER", "MESSAGE", "OPTIONS")
+        if app.overloaded and request.method in (
+            "INVITE",
+            "SUBSCRIBE",
+            "REGISTER",
+            "MESSAGE",
+            "OPTIONS",
         ):
             app.metrics.overload()
             self.reply(request, key, 503, "Service Unavailable", [("Retry-After", "5")])
@@ -142,16 +161,29 @@ class RequestRouter:
         creds = self.auth.credentials(request, realm=realm, proxy=proxy)
         if creds is None:
             app.metrics.auth_failure("challenge")
-            self.send_reply(self.auth.challenge(request, realm=realm, now=now, proxy=proxy,
-                                               to_tag=secrets.token_hex(6)), key)
+            self.send_reply(
+                self.auth.challenge(
+                    request, realm=realm, now=now, proxy=proxy, to_tag=secrets.token_hex(6)
+                ),
+                key,
+            )
             return
         subscriber = await app.storage.get_subscriber(creds.username, realm)
         result = self.auth.verify(request, creds, subscriber, now=app.clock.time())
         if not result.ok:
             app.metrics.auth_failure("stale" if result.stale else "invalid")
             logger.info("authentication of %s@%s failed: %s", creds.username, realm, result.reason)
-            self.send_reply(self.auth.challenge(request, realm=realm, now=app.clock.time(), proxy=proxy,
-                                                stale=result.stale, to_tag=secrets.token_hex(6)), key)
+            self.send_reply(
+                self.auth.challenge(
+                    request,
+                    realm=realm,
+                    now=app.clock.time(),
+                    proxy=proxy,
+                    stale=result.stale,
+                    to_tag=secrets.token_hex(6),
+                ),
+                key,
+            )
             return
         if header_uri.user and header_uri.user != creds.username:
             self.reply(request, key, 403, "Forbidden - identity mismatch")
@@ -159,7 +191,9 @@ class RequestRouter:
         if proxy:
             self.auth.strip_credentials(request, realm=realm)
         identity = f"sip:{creds.username}@{realm}"
-        if not (self._from_local(request) or (request.ruri.is_sip and self.is_myself(request.ruri))):
+        if not (
+            self._from_local(request) or (request.ruri.is_sip and self.is_myself(request.ruri))
+        ):
             self.reply(request, key, 403, "Not relaying")
             return
         self.initial(request, source, key, identity=identity)
@@ -169,10 +203,9 @@ class RequestRouter:
         app = self.app
         method = request.method
         ruri = request.ruri
-        if not ruri.is_sip:
-            if ruri.scheme != "tel":
-                self.reply(request, key, 416)
-                return
+        if not ruri.is_sip and ruri.scheme != "tel":
+            self.reply(request, key, 416)
+            return
         local = ruri.is_sip and self.is_myself(ruri)
         request.headers.remove("route")  # preloaded routes are not honoured (sample config)
         if method == "SUBSCRIBE" and local and request.event in SCA_EVENTS:
@@ -188,12 +221,18 @@ class RequestRouter:
             return
         if not ruri.user:
             if method == "OPTIONS":
-                self.reply(request, key, 200, None, [
-                    ("Allow", ALLOW),
-                    ("Accept", "application/sdp"),
-                    ("Allow-Events", "call-info, line-seize"),
-                    ("Supported", ", ".join(sorted(SUPPORTED))),
-                ])
+                self.reply(
+                    request,
+                    key,
+                    200,
+                    None,
+                    [
+                        ("Allow", ALLOW),
+                        ("Accept", "application/sdp"),
+                        ("Allow-Events", "call-info, line-seize"),
+                        ("Supported", ", ".join(sorted(SUPPORTED))),
+                    ],
+                )
                 return
             self.reply(request, key, 484, "Address Incomplete")
             return
@@ -213,8 +252,15 @@ class RequestRouter:
                 app.proxy.sca_local_failure(request, key, status)
                 return
         member_call_info = outcome.member_call_info if outcome is not None else None
-        app.proxy.relay(request, source, key, targets, sca=method in SCA_METHODS,
-                        member_call_info=member_call_info, sca_done=outcome is not None)
+        app.proxy.relay(
+            request,
+            source,
+            key,
+            targets,
+            sca=method in SCA_METHODS,
+            member_call_info=member_call_info,
+            sca_done=outcome is not None,
+        )
 
     def in_dialog(self, request: SipRequest, source: Flow, key: str) -> None:
         """WITHINDLG of the sample config: loose routing, or our own in-dialog SUBSCRIBEs."""
@@ -227,8 +273,14 @@ class RequestRouter:
                 # No route set and not for us: follow the Request-URI (dialogs not record-routed).
                 pass
             extra_rr = request.method == "NOTIFY"  # RFC 6665: record-route in-dialog NOTIFY
-            app.proxy.relay(request, source, key, [Target(request.uri)],
-                            sca=request.method in SCA_METHODS, record_route=extra_rr)
+            app.proxy.relay(
+                request,
+                source,
+                key,
+                [Target(request.uri)],
+                sca=request.method in SCA_METHODS,
+                record_route=extra_rr,
+            )
             return
         if request.method == "SUBSCRIBE":
             self.handle_sca_subscribe(request, source, key, None)
@@ -246,14 +298,18 @@ class RequestRouter:
         app.sca.on_ack(request, now=app.clock.time())
         app.proxy.forward_stateless(request)
 
-    def handle_sca_subscribe(self, request: SipRequest, source: Flow, key: str, identity: str | None) -> None:
+    def handle_sca_subscribe(
+        self, request: SipRequest, source: Flow, key: str, identity: str | None
+    ) -> None:
         app = self.app
         if identity is None and app.config.auth.mode == "none":
             try:
                 identity = request.from_.uri.aor()
             except RemoteProtocolError:
                 identity = None
-        response = app.sca.handle_subscribe(request, now=app.clock.time(), flow=str(source), authenticated=identity)
+        response = app.sca.handle_subscribe(
+            request, now=app.clock.time(), flow=str(source), authenticated=identity
+        )
         self.send_reply(response, key)
 
     # ------------------------------------------------------------------ registrar
@@ -262,8 +318,13 @@ class RequestRouter:
         aor = aor_of(request.to.uri)
         current = list(app.bindings.get(aor, {}).values())
         decision = decide_register(
-            request, current, aor=aor, source=source, now=app.clock.time(),
-            config=app.config.registrar, to_tag=secrets.token_hex(6),
+            request,
+            current,
+            aor=aor,
+            source=source,
+            now=app.clock.time(),
+            config=app.config.registrar,
+            to_tag=secrets.token_hex(6),
         )
         table = app.bindings.setdefault(aor, {})
         for binding in decision.upserts:

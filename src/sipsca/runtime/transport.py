@@ -46,10 +46,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         assert isinstance(transport, asyncio.DatagramTransport)
         self.transport = transport
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) <= 4 and not data.strip():
             return  # RFC 5626 4.4.1 keep-alive (CRLF) on UDP: ignore
-        flow = Flow("udp", str(addr[0]), int(addr[1]))  # type: ignore[call-overload]
+        flow = Flow("udp", addr[0], addr[1])
         self.manager.on_message(data, flow)
 
     def error_received(self, exc: Exception) -> None:
@@ -238,9 +238,10 @@ class TransportManager:
         async def connect() -> None:
             try:
                 await asyncio.wait_for(
-                    loop.create_connection(lambda: proto, flow.host, flow.port, ssl=ctx), timeout=5.0
+                    loop.create_connection(lambda: proto, flow.host, flow.port, ssl=ctx),
+                    timeout=5.0,
                 )
-            except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+            except (TimeoutError, OSError, ssl.SSLError) as exc:
                 logger.info("cannot connect to %s: %s", flow, exc)
                 self.on_send_error(flow, 503, f"cannot connect: {exc}")
             finally:
@@ -261,5 +262,5 @@ class TransportManager:
         for server in self._servers:
             try:
                 await asyncio.wait_for(server.wait_closed(), timeout=2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

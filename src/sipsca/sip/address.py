@@ -37,6 +37,12 @@ def parse_flow(text: str) -> Flow:
     transport, _, rest = text.partition(":")
     host, _, port = rest.rpartition(":")
     host = host.strip("[]")
-    if transport.lower() not in ("udp", "tcp", "tls", "ws", "wss") or not host or not port.isdigit():
+    if (
+        transport.lower() not in ("udp", "tcp", "tls", "ws", "wss")
+        or not host
+        or not (port.isascii() and port.isdigit())
+        or len(port) > 5
+        or int(port) > 65535
+    ):
         raise RemoteProtocolError(f"Malformed flow {text!r}")
     return Flow(transport.lower(), host, int(port))

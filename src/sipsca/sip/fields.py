@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from functools import lru_cache
 
 from sipsca.errors import RemoteProtocolError
 from sipsca.sip.uri import SipUri, is_valid_host, parse_uri
@@ -47,12 +48,17 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 # references, ``received=2001:db8::1``); "/" and "@" are tolerated because deployed UAs put
 # them in unquoted parameter values and they cannot break framing or splitting.
 _GEN_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]/@]*")
+# Memo caches (see parse_name_addr): entry length and count bounds.
+_CACHE_MAX_LEN = 256
+_CACHE_SIZE = 4096
+_is_token = _TOKEN_RE.fullmatch
+_is_gen_value = _GEN_VALUE_RE.fullmatch
 # RFC 3261 20.42:
 #   via-parm = sent-protocol LWS sent-by *( SEMI via-params )
 #   sent-protocol = protocol-name SLASH protocol-version SLASH transport
 # SLASH is SWS "/" SWS, so white space around the slashes is legal (RFC 4475 3.1.1.1).
 _VIA_RE = re.compile(
-    r"SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+([^;]+?)[ \t]*(?:;(.*))?",
+    r"SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+([^;]*)(?:;(.*))?",
     re.IGNORECASE | re.DOTALL,
 )
 # RFC 3261 20.17 / RFC 2616 3.3.1: SIP-date is rfc1123-date, and only "GMT" is allowed.
@@ -62,7 +68,12 @@ _DATE_RE = re.compile(
 )
 # RFC 3261 20.16: CSeq = "CSeq" HCOLON 1*DIGIT LWS Method
 _CSEQ_RE = re.compile(r"[ \t]*([0-9]+)[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*")
-_MONTHS = {m: i + 1 for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split())}
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+    )
+}
 # RFC 7235 2.1: token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
@@ -168,6 +179,26 @@ def parse_params(text: str, header: str = "header") -> Params:
     """
     if not text:
         return ()
+    if '"' in text:
+        return _parse_quoted_params(text, header)
+    params: list[tuple[str, str | None]] = []
+    for item in text.split(";"):
+        name, eq, value = item.partition("=")
+        name = name.strip(" \t")
+        if not _is_token(name):
+            raise RemoteProtocolError(f"Malformed {header} parameter {name[:40]!r}")
+        if eq:
+            value = value.strip(" \t")
+            if not _is_gen_value(value):
+                raise RemoteProtocolError(f"Malformed {header} parameter value {name!r}")
+            params.append((name, value))
+        else:
+            params.append((name, None))
+    return tuple(params)
+
+
+def _parse_quoted_params(text: str, header: str) -> Params:
+    """parse_params for text holding quoted-strings, which may contain ``;`` and ``=``."""
     params: list[tuple[str, str | None]] = []
     i, n = 0, len(text)
     while i <= n:
@@ -195,10 +226,10 @@ def parse_params(text: str, header: str = "header") -> Params:
                 if end < 0:
                     end = n
                 value = text[k:end].rstrip(" \t")
-                if not _GEN_VALUE_RE.fullmatch(value):
+                if not _is_gen_value(value):
                     raise RemoteProtocolError(f"Malformed {header} parameter value {name!r}")
                 j = end
-        if not _TOKEN_RE.fullmatch(name):
+        if not _is_token(name):
             raise RemoteProtocolError(f"Malformed {header} parameter {name[:40]!r}")
         params.append((name, value))
         i = j + 1
@@ -282,7 +313,10 @@ class NameAddr:
 
 
 def parse_name_addr(value: str, header: str = "header") -> NameAddr:
-    """Parse one name-addr / addr-spec header value.
+    """Parse one name-addr / addr-spec header value (memoised: NameAddr is immutable).
+
+    The same From, To, Contact and Route values recur in every message of a dialog or
+    registration, so results for values up to 256 characters are cached.
 
     RFC 3261 20.10: "If the URI is not enclosed in angle brackets, any semicolon-delimited
     parameters are header-parameters, not URI parameters", and a URI containing a comma,
@@ -293,6 +327,12 @@ def parse_name_addr(value: str, header: str = "header") -> NameAddr:
             unbalanced quotes (3.1.2.6), white space inside ``<>`` (3.1.2.14), a ``?`` in an
             unbracketed URI (3.1.2.13), or bad parameters (400).
     """
+    if len(value) <= _CACHE_MAX_LEN:
+        return _parse_name_addr_cached(value, header)
+    return _parse_name_addr(value, header)
+
+
+def _parse_name_addr(value: str, header: str) -> NameAddr:
     text = value.strip(" \t")
     if not text:
         raise RemoteProtocolError(f"Empty {header} header")
@@ -333,7 +373,7 @@ def parse_name_addr(value: str, header: str = "header") -> NameAddr:
         uri_text = uri_text.rstrip(" \t")
         rest = ";" + rest if semi_sep else ""
         bracketed = False
-        if any(c in uri_text for c in " \t,?<>\""):
+        if any(c in uri_text for c in ' \t,?<>"'):
             raise RemoteProtocolError(f"Malformed {header} URI")
     if ":" not in uri_text:
         raise RemoteProtocolError(f"Malformed {header} URI")
@@ -341,6 +381,9 @@ def parse_name_addr(value: str, header: str = "header") -> NameAddr:
         raise RemoteProtocolError(f"Malformed {header} after URI")
     params = parse_params(rest[1:], header) if rest else ()
     return NameAddr(display=display, uri_text=uri_text, params=params, bracketed=bracketed)
+
+
+_parse_name_addr_cached = lru_cache(maxsize=_CACHE_SIZE)(_parse_name_addr)
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,9 +424,17 @@ class Via:
 def parse_via(value: str) -> Via:
     """Parse one Via value (not a comma-separated list: use ``Headers.values("via")``).
 
+    Memoised like :func:`parse_name_addr`: a request's Via values come back in its responses.
+
     Raises:
         RemoteProtocolError: malformed sent-protocol, sent-by or parameters (400).
     """
+    if len(value) <= _CACHE_MAX_LEN:
+        return _parse_via_cached(value)
+    return _parse_via(value)
+
+
+def _parse_via(value: str) -> Via:
     m = _VIA_RE.fullmatch(value.strip(" \t"))
     if not m:
         raise RemoteProtocolError("Malformed Via header")
@@ -395,6 +446,9 @@ def parse_via(value: str) -> Via:
         raise RemoteProtocolError("Malformed Via parameters")
     params = parse_params(ptext, "Via") if ptext is not None else ()
     return Via(transport=transport, host=host, port=port, params=params)
+
+
+_parse_via_cached = lru_cache(maxsize=_CACHE_SIZE)(_parse_via)
 
 
 def _split_sent_by(sent_by: str) -> tuple[str, int | None]:
@@ -481,7 +535,7 @@ def parse_date(value: str) -> datetime:
     _, day, month, year, hour, minute, second = m.groups()
     try:
         return datetime(
-            int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=timezone.utc
+            int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=UTC
         )
     except ValueError:
         raise RemoteProtocolError("Malformed Date header") from None
@@ -501,9 +555,7 @@ def parse_auth_params(value: str) -> tuple[str, dict[str, str]]:
         RemoteProtocolError: no scheme, malformed or duplicate parameter (400).
     """
     text = value.strip(" \t")
-    m = re.match(r"[^ \t]*", text)
-    scheme = m.group(0) if m else ""
-    rest = text[len(scheme) :]
+    scheme, _, rest = text.replace("\t", " ").partition(" ")
     if not scheme or not _TOKEN_RE.fullmatch(scheme):
         raise RemoteProtocolError("Malformed authentication header: no scheme")
     rest = rest.strip(" \t")

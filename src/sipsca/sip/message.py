@@ -3,15 +3,30 @@
 Messages are mutable because a proxy edits them in place (Via, Route, Max-Forwards);
 typed accessors parse lazily and cache per raw header value, so forwarding a message
 never parses headers nobody reads.
+
+Accessors raise :class:`RemoteProtocolError` when the header they read is missing or
+malformed. On a request its ``status_hint`` is the answer to send (400); on a response it is
+0, because a broken response is dropped, never answered (RFC 3261 17.1.3 / 18.1.2).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sipsca.errors import RemoteProtocolError
-from sipsca.sip.fields import CSeq, NameAddr, Via, parse_cseq, parse_name_addr, parse_via, split_values
+from sipsca.sip.fields import (
+    CSeq,
+    NameAddr,
+    Via,
+    parse_cseq,
+    parse_date,
+    parse_name_addr,
+    parse_uint,
+    parse_via,
+    split_values,
+)
 from sipsca.sip.headers import Headers, canonical_key
 from sipsca.sip.status import reason_phrase
 from sipsca.sip.uri import SipUri, parse_uri
@@ -20,16 +35,49 @@ __all__ = ["SipMessage", "SipRequest", "SipResponse", "make_response"]
 
 _T = TypeVar("_T")
 
+_STAR = NameAddr(display="", uri_text="*", bracketed=False)
+
+
+def _parse_from(value: str) -> NameAddr:
+    return parse_name_addr(value, "From")
+
+
+def _parse_to(value: str) -> NameAddr:
+    return parse_name_addr(value, "To")
+
+
+def _parse_max_forwards(value: str) -> int:
+    # RFC 3261 20.22: Max-Forwards = 1*DIGIT, 0-255 (RFC 4475 3.1.2.4 sends 300).
+    return parse_uint(value, 255, "Max-Forwards")
+
+
+def _parse_expires(value: str) -> int:
+    # RFC 3261 20.19: delta-seconds, at most 2**32-1 (RFC 4475 3.1.2.4 sends 10**100).
+    return parse_uint(value, 2**32 - 1, "Expires")
+
+
+def _parse_contacts(values: list[str]) -> list[NameAddr]:
+    out = []
+    for value in values:
+        if value == "*":
+            out.append(_STAR)
+        else:
+            out.append(parse_name_addr(value, "Contact"))
+    return out
+
 
 class SipMessage:
     """Fields shared by requests and responses."""
 
     __slots__ = ("_cache", "body", "headers")
 
+    #: status_hint of the RemoteProtocolError raised by accessors (0 = drop, responses).
+    _error_hint = 400
+
     def __init__(self, headers: Headers | None = None, body: bytes = b"") -> None:
         self.headers = headers if headers is not None else Headers()
         self.body = body
-        self._cache: dict[str, tuple[str, Any]] = {}
+        self._cache: dict[str, tuple[object, Any]] = {}
 
     def _typed(self, name: str, parse: Callable[[str], _T]) -> _T | None:
         raw = self.headers.get(name)
@@ -38,106 +86,148 @@ class SipMessage:
         hit = self._cache.get(name)
         if hit is not None and hit[0] is raw:
             return hit[1]  # type: ignore[no-any-return]
-        value = parse(raw)
+        try:
+            value = parse(raw)
+        except RemoteProtocolError as exc:
+            raise self._error(exc) from None
         self._cache[name] = (raw, value)
         return value
 
-    def _required(self, name: str, parse: Callable[[str], _T]) -> _T:
+    def _required(self, name: str, header: str, parse: Callable[[str], _T]) -> _T:
         value = self._typed(name, parse)
         if value is None:
-            raise RemoteProtocolError(f"Missing {name} header")
+            raise RemoteProtocolError(f"Missing {header} header", status_hint=self._error_hint)
         return value
+
+    def _typed_list(self, name: str, parse: Callable[[list[str]], _T]) -> _T:
+        raws = tuple(self.headers.get_all(name))
+        key = "*" + name
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == raws:
+            return hit[1]  # type: ignore[no-any-return]
+        values: list[str] = []
+        for raw in raws:
+            values.extend(split_values(raw))
+        try:
+            value = parse(values)
+        except RemoteProtocolError as exc:
+            raise self._error(exc) from None
+        self._cache[key] = (raws, value)
+        return value
+
+    def _error(self, exc: RemoteProtocolError) -> RemoteProtocolError:
+        if self._error_hint == 0 and exc.status_hint != 0:
+            return RemoteProtocolError(exc.reason, status_hint=0)
+        return exc
 
     @property
     def call_id(self) -> str:
+        """The Call-ID (RFC 3261 20.8), white space stripped."""
         value = self.headers.get("call-id")
-        if not value or not value.strip():
-            raise RemoteProtocolError("Missing Call-ID header")
-        return value.strip()
+        if value is None or not value.strip(" \t"):
+            raise RemoteProtocolError("Missing Call-ID header", status_hint=self._error_hint)
+        return value.strip(" \t")
 
     @property
     def cseq(self) -> CSeq:
-        return self._required("cseq", parse_cseq)
+        """The CSeq (RFC 3261 20.16); number below 2**31."""
+        return self._required("cseq", "CSeq", parse_cseq)
 
     @property
     def from_(self) -> NameAddr:
-        return self._required("from", lambda v: parse_name_addr(v, "From"))
+        """The From header (RFC 3261 20.20)."""
+        return self._required("from", "From", _parse_from)
 
     @property
     def to(self) -> NameAddr:
-        return self._required("to", lambda v: parse_name_addr(v, "To"))
+        """The To header (RFC 3261 20.39)."""
+        return self._required("to", "To", _parse_to)
 
     @property
     def from_tag(self) -> str | None:
+        """The From tag, None for RFC 2543 peers that send none (RFC 4475 3.4.1)."""
         return self.from_.tag
 
     @property
     def to_tag(self) -> str | None:
+        """The To tag; None outside a dialog."""
         return self.to.tag
 
     @property
     def vias(self) -> list[Via]:
-        return [parse_via(v) for v in self.headers.values("via")]
+        """Every Via value, topmost first, across all Via field lines."""
+        return list(self._typed_list("via", lambda values: [parse_via(v) for v in values]))
 
     @property
     def top_via(self) -> Via:
+        """The topmost Via (RFC 3261 8.2.6.2, 17.2.3 transaction matching)."""
         raw = self.headers.get("via")
         if raw is None:
-            raise RemoteProtocolError("Missing Via header")
+            raise RemoteProtocolError("Missing Via header", status_hint=self._error_hint)
         hit = self._cache.get("_top_via")
         if hit is not None and hit[0] is raw:
             return hit[1]  # type: ignore[no-any-return]
         first = split_values(raw)
         if not first:
-            raise RemoteProtocolError("Empty Via header")
-        via = parse_via(first[0])
+            raise RemoteProtocolError("Empty Via header", status_hint=self._error_hint)
+        try:
+            via = parse_via(first[0])
+        except RemoteProtocolError as exc:
+            raise self._error(exc) from None
         self._cache["_top_via"] = (raw, via)
         return via
 
     @property
     def contacts(self) -> list[NameAddr]:
         """Contact values; a ``*`` contact is returned as a NameAddr with uri_text ``*``."""
-        out = []
-        for value in self.headers.values("contact"):
-            if value.strip() == "*":
-                out.append(NameAddr(display="", uri_text="*", bracketed=False))
-            else:
-                out.append(parse_name_addr(value, "Contact"))
-        return out
+        return list(self._typed_list("contact", _parse_contacts))
 
     @property
     def max_forwards(self) -> int | None:
-        return self._typed("max-forwards", lambda v: _parse_uint(v, "Max-Forwards", 255))
+        """Max-Forwards (0-255), None when absent (RFC 2543 peers, RFC 4475 3.4.1)."""
+        return self._typed("max-forwards", _parse_max_forwards)
 
     @property
     def expires(self) -> int | None:
-        return self._typed("expires", lambda v: _parse_uint(v, "Expires", 2**32 - 1))
+        """The Expires header in seconds, None when absent."""
+        return self._typed("expires", _parse_expires)
+
+    @property
+    def date(self) -> datetime | None:
+        """The Date header as an aware UTC datetime, None when absent (RFC 3261 20.17)."""
+        return self._typed("date", parse_date)
 
     @property
     def content_type(self) -> str:
-        return (self.headers.get("content-type") or "").split(";")[0].strip().lower()
+        """Media type without parameters, lower-cased; ``''`` when absent."""
+        return (self.headers.get("content-type") or "").split(";")[0].strip(" \t").lower()
 
     @property
     def event(self) -> str | None:
         """Event package name without parameters (RFC 6665 7.2.1), lower-cased."""
         value = self.headers.get("event")
-        return None if value is None else value.split(";")[0].strip().lower()
+        return None if value is None else value.split(";")[0].strip(" \t").lower()
 
     def route_set(self, name: str = "record-route") -> list[str]:
+        """Raw values of ``name`` (Record-Route by default, or Route), in order."""
         return self.headers.values(name)
 
     def _start_line(self) -> str:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
-        """Serialise with a Content-Length that matches the body."""
+        """Serialise with a Content-Length that matches the body.
+
+        Fields that were not changed since parsing are written exactly as received.
+        """
         length = str(len(self.body))
         if self.headers.get("content-length") != length:
             self.headers.set("Content-Length", length)
-        out = [self._start_line()]
-        self.headers.encode_into(out)
-        out.append("\r\n")
-        return "".join(out).encode("utf-8", "surrogateescape") + self.body
+        lines = self.headers.lines()
+        lines.insert(0, self._start_line())
+        lines.append("")
+        lines.append("")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
 
 class SipRequest(SipMessage):
@@ -145,13 +235,27 @@ class SipRequest(SipMessage):
 
     __slots__ = ("method", "uri")
 
-    def __init__(self, method: str, uri: str, headers: Headers | None = None, body: bytes = b"") -> None:
+    def __init__(
+        self, method: str, uri: str, headers: Headers | None = None, body: bytes = b""
+    ) -> None:
         super().__init__(headers, body)
         self.method = method
         self.uri = uri
 
+    @classmethod
+    def _parsed(cls, method: str, uri: str, headers: Headers, body: bytes) -> SipRequest:
+        """The parser's fast path: fields are already checked, skip ``__init__``."""
+        self = cls.__new__(cls)
+        self.method = method
+        self.uri = uri
+        self.headers = headers
+        self.body = body
+        self._cache = {}
+        return self
+
     @property
     def ruri(self) -> SipUri:
+        """The parsed Request-URI (RemoteProtocolError 400 when malformed)."""
         hit = self._cache.get("_ruri")
         if hit is not None and hit[0] is self.uri:
             return hit[1]  # type: ignore[no-any-return]
@@ -160,9 +264,10 @@ class SipRequest(SipMessage):
         return value
 
     def _start_line(self) -> str:
-        return f"{self.method} {self.uri} SIP/2.0\r\n"
+        return f"{self.method} {self.uri} SIP/2.0"
 
     def copy(self) -> SipRequest:
+        """An independent copy (headers copied; body bytes shared, they are immutable)."""
         return SipRequest(self.method, self.uri, self.headers.copy(), self.body)
 
     def __repr__(self) -> str:
@@ -174,22 +279,42 @@ class SipResponse(SipMessage):
 
     __slots__ = ("reason", "status")
 
-    def __init__(self, status: int, reason: str | None = None, headers: Headers | None = None, body: bytes = b"") -> None:
+    _error_hint = 0
+
+    def __init__(
+        self,
+        status: int,
+        reason: str | None = None,
+        headers: Headers | None = None,
+        body: bytes = b"",
+    ) -> None:
         super().__init__(headers, body)
         self.status = status
         self.reason = reason_phrase(status) if reason is None else reason
 
+    @classmethod
+    def _parsed(cls, status: int, reason: str, headers: Headers, body: bytes) -> SipResponse:
+        """The parser's fast path: fields are already checked, skip ``__init__``."""
+        self = cls.__new__(cls)
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        self._cache = {}
+        return self
+
     def _start_line(self) -> str:
-        return f"SIP/2.0 {self.status} {self.reason}\r\n"
+        return f"SIP/2.0 {self.status} {self.reason}"
 
     def copy(self) -> SipResponse:
+        """An independent copy (headers copied; body bytes shared, they are immutable)."""
         return SipResponse(self.status, self.reason, self.headers.copy(), self.body)
 
     def __repr__(self) -> str:
         return f"<SipResponse {self.status} {self.reason}>"
 
 
-_RESPONSE_COPIED = ("via", "from", "to", "call-id", "cseq")
+_RESPONSE_COPIED = frozenset(("via", "from", "to", "call-id", "cseq"))
 
 
 def make_response(
@@ -203,26 +328,29 @@ def make_response(
 ) -> SipResponse:
     """Build a response to ``request`` (RFC 3261 8.2.6.2): Via/From/To/Call-ID/CSeq copied.
 
-    ``to_tag`` is added to To when the request had none (never for 100 Trying).
+    ``to_tag`` is added to To when the request had none (never for 100 Trying). The copied
+    fields keep their received text, so Via values go back byte for byte (17.1.3 matching).
     """
-    items: list[list[str]] = []
-    for item in request.headers._items:
-        if item[0] in _RESPONSE_COPIED:
-            items.append(list(item))
-            if item[0] == "to" and to_tag and status > 100 and ";tag=" not in item[2].replace(" ", "").lower():
-                items[-1][2] = item[2].rstrip() + f";tag={to_tag}"
-    headers = Headers(items)
+    src = request.headers
+    keys: list[str] = []
+    fields = []
+    for key, fld in zip(src._keys, src._fields, strict=True):
+        if key in _RESPONSE_COPIED:
+            if (
+                key == "to"
+                and to_tag
+                and status > 100
+                and ";tag=" not in fld[1].replace(" ", "").lower()
+            ):
+                fld = (fld[0], fld[1].rstrip() + f";tag={to_tag}", None)
+            keys.append(key)
+            fields.append(fld)
+    headers = Headers._parsed(keys, fields)
     for name, value in extra or ():
         headers.add(name, value)
     return SipResponse(status, reason, headers, body)
 
 
-def _parse_uint(value: str, header: str, maximum: int) -> int:
-    text = value.strip()
-    if not text.isdigit() or int(text) > maximum:
-        raise RemoteProtocolError(f"Malformed {header} header")
-    return int(text)
-
-
 def header_key(name: str) -> str:
+    """Lookup key of a header name (kept for callers of the first API)."""
     return canonical_key(name)

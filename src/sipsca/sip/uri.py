@@ -1,36 +1,75 @@
 """SIP, SIPS and tel URIs (RFC 3261 19.1, RFC 3966): parsing, serialising, comparison.
 
 Escaped characters (``%HH``) are kept as received in every component, so a URI is
-serialised exactly as it came; comparisons unescape first (RFC 3261 19.1.4).
+serialised exactly as it came; comparisons unescape first (RFC 3261 19.1.4), and only
+once (RFC 4475 3.1.1.3: ``%25%34%31`` is ``%41``, never ``A``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field, replace
-from urllib.parse import unquote
+from functools import lru_cache
+from urllib.parse import unquote as _unquote
 
 from sipsca.errors import RemoteProtocolError
 
-__all__ = ["SipUri", "parse_uri", "uri_equal"]
+__all__ = ["SipUri", "is_valid_host", "parse_uri", "unescape", "uri_equal"]
 
-# RFC 3261 25.1: unreserved / escaped / user-unreserved; we accept the union of what
-# the user, password and parameter productions allow and reject controls and spaces.
-_USER_RE = re.compile(r"^[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+$")
-_PASSWORD_RE = re.compile(r"^[A-Za-z0-9\-_.!~*'()&=+$,%]*$")
-_HOSTNAME_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.?$")
-_IPV4_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
-_IPV6_RE = re.compile(r"^\[[0-9A-Fa-f:.]+\]$")
-_PARAM_RE = re.compile(r"^[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]+$")
-_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+\-.]*$")
+# RFC 3261 25.1 building blocks:
+#   unreserved  = alphanum / mark;  mark = "-" / "_" / "." / "!" / "~" / "*" / "'" / "(" / ")"
+#   escaped     = "%" HEXDIG HEXDIG
+_UNRESERVED = r"A-Za-z0-9\-_.!~*'()"
+_ESC = r"%[0-9A-Fa-f]{2}"
+#   user             = 1*( unreserved / escaped / user-unreserved )
+#   user-unreserved  = "&" / "=" / "+" / "$" / "," / ";" / "?" / "/"
+_USER_RE = re.compile(rf"(?:[{_UNRESERVED}&=+$,;?/]|{_ESC})+")
+#   password         = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )
+_PASSWORD_RE = re.compile(rf"(?:[{_UNRESERVED}&=+$,]|{_ESC})*")
+#   hostname = *( domainlabel "." ) toplabel [ "." ]
+#   domainlabel = alphanum / alphanum *( alphanum / "-" ) alphanum
+#   toplabel = ALPHA / ALPHA *( alphanum / "-" ) alphanum
+_HOSTNAME_RE = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.?"
+)
+#   IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT
+_IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
+#   paramchar = param-unreserved / unreserved / escaped
+#   param-unreserved = "[" / "]" / "/" / ":" / "&" / "+" / "$"
+_PARAM_RE = re.compile(rf"(?:[{_UNRESERVED}\[\]/:&+$]|{_ESC})+")
+#   header = hname "=" hvalue;  hname = 1*( hnv-unreserved / unreserved / escaped )
+#   hvalue = *( hnv-unreserved / unreserved / escaped )
+#   hnv-unreserved = "[" / "]" / "/" / "?" / ":" / "+" / "$"
+_HNV = rf"(?:[{_UNRESERVED}\[\]/?:+$]|{_ESC})"
+_HEADERS_RE = re.compile(rf"{_HNV}+={_HNV}*(?:&{_HNV}+={_HNV}*)*")
+# RFC 3986 3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+# RFC 3966 3: global-number-digits / local-number-digits with visual separators.
+_TEL_RE = re.compile(r"\+?[0-9A-Fa-f*#\-.()]+")
+# Characters never allowed unescaped in any URI we accept (RFC 3986 2, RFC 3261 25.1):
+# controls, space and the "unwise" set. Non-ASCII is refused separately.
+_BAD_CHAR_RE = re.compile(r"[\x00-\x20\x7f<>\"{}|\\^`]")
+_ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+# RFC 3261 19.1.4: "Characters other than those in the 'reserved' set are equivalent to
+# their '"%" HEX HEX' encoding." "%" itself stays escaped so that normal forms are unique.
+_KEEP_ESCAPED = frozenset(";/?:@&=+$,%")
 
 # Parameters that must match when present in either URI (RFC 3261 19.1.4).
 _MUST_MATCH = ("user", "ttl", "method", "maddr", "transport")
+# Memo caches: entries at most _CACHE_MAX_LEN characters, at most _CACHE_SIZE of them.
+_CACHE_MAX_LEN = 256
+_CACHE_SIZE = 4096
+_VALID_HOSTS: set[str] = set()
 
 
 @dataclass(frozen=True, slots=True)
 class SipUri:
-    """A parsed URI. ``params`` keeps order and the original name case; lookups ignore case."""
+    """A parsed URI. ``params`` keeps order and the original name case; lookups ignore case.
+
+    For ``tel:`` URIs the number is in ``user``; for other non-SIP schemes the whole text is
+    in ``user`` and ``is_sip`` is False (callers answer 416, RFC 3261 8.2.2.1).
+    """
 
     scheme: str
     user: str = ""
@@ -50,25 +89,36 @@ class SipUri:
         return None
 
     def has_param(self, name: str) -> bool:
+        """Whether URI parameter ``name`` is present (flag or valued)."""
         lname = name.lower()
         return any(key.lower() == lname for key, _ in self.params)
 
     @property
     def is_sip(self) -> bool:
+        """True for ``sip:`` and ``sips:`` URIs."""
         return self.scheme in ("sip", "sips")
 
     @property
     def hostport(self) -> str:
+        """``host[:port]`` as written (IPv6 references keep their brackets)."""
         return self.host if self.port is None else f"{self.host}:{self.port}"
 
     def with_params(self, **params: str | None) -> SipUri:
         """A copy with parameters set (None value = flag); existing names are replaced."""
-        kept = [(k, v) for k, v in self.params if k.lower() not in params]
+        lowered = {k.lower() for k in params}
+        kept = [(k, v) for k, v in self.params if k.lower() not in lowered]
         return replace(self, params=(*kept, *params.items()), _text="")
 
     def without_params(self, *names: str) -> SipUri:
+        """A copy without the named parameters (case-insensitive)."""
         drop = {n.lower() for n in names}
-        return replace(self, params=tuple(p for p in self.params if p[0].lower() not in drop), _text="")
+        return replace(
+            self, params=tuple(p for p in self.params if p[0].lower() not in drop), _text=""
+        )
+
+    def without_headers(self) -> SipUri:
+        """A copy without the ``?headers`` component (RFC 3261 19.1.5: not for a Request-URI)."""
+        return replace(self, headers="", _text="") if self.headers else self
 
     def aor(self) -> str:
         """``scheme:user@host[:port]`` with no parameters or headers."""
@@ -85,7 +135,9 @@ class SipUri:
         else:
             userinfo = ""
             if self.user or self.password is not None:
-                userinfo = self.user + (f":{self.password}" if self.password is not None else "") + "@"
+                userinfo = (
+                    self.user + (f":{self.password}" if self.password is not None else "") + "@"
+                )
             out = f"{self.scheme}:{userinfo}{self.hostport}"
         for key, value in self.params:
             out += f";{key}" if value is None else f";{key}={value}"
@@ -94,39 +146,96 @@ class SipUri:
         return out
 
 
+def is_valid_host(host: str) -> bool:
+    """Whether ``host`` is a hostname, IPv4 address or bracketed IPv6 reference (RFC 3261 25.1)."""
+    if host in _VALID_HOSTS:
+        return True
+    if not _check_host(host):
+        return False
+    if len(_VALID_HOSTS) < _CACHE_SIZE:
+        _VALID_HOSTS.add(host)  # hosts recur (peers, proxies, the local domain)
+    return True
+
+
+def _check_host(host: str) -> bool:
+    if not host:
+        return False
+    if host[0] == "[":
+        if host[-1] != "]" or "%" in host:
+            return False
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return False
+        return True
+    if _IPV4_RE.fullmatch(host):
+        return all(int(octet) <= 255 for octet in host.split("."))
+    return _HOSTNAME_RE.fullmatch(host) is not None
+
+
+def unescape(text: str) -> str:
+    """Decode every ``%HH`` once (RFC 3261 19.1.4), e.g. the user part ``%75se%72`` is ``user``.
+
+    Decoded bytes that are not UTF-8 become U+FFFD; ``%00`` stays a NUL character rather than
+    truncating anything (RFC 4475 3.1.1.4).
+    """
+    if "%" not in text:
+        return text
+    return _unquote(text, errors="replace")
+
+
 def parse_uri(text: str) -> SipUri:
     """Parse a sip:, sips: or tel: URI; any other absolute URI is kept opaque.
+
+    Results are memoised (SipUri is immutable), so the Request-URI and the From/To/Contact
+    URIs that recur across a dialog are parsed once.
 
     Raises:
         RemoteProtocolError: malformed URI (status 400); unknown schemes are returned
             with ``is_sip`` False, not rejected, so callers can answer 416.
     """
-    if not text or any(c in text for c in " \t\r\n<>\"") :
-        raise RemoteProtocolError(f"Malformed URI {text!r}")
+    if len(text) <= _CACHE_MAX_LEN:
+        return _parse_uri_cached(text)
+    return _parse_uri(text)
+
+
+def _parse_uri(text: str) -> SipUri:
+    if not text or not text.isascii() or _BAD_CHAR_RE.search(text):
+        raise RemoteProtocolError(f"Malformed URI {text[:80]!r}")
     scheme, sep, rest = text.partition(":")
-    if not sep or not _SCHEME_RE.match(scheme):
-        raise RemoteProtocolError(f"Malformed URI {text!r}")
+    if not sep or not _SCHEME_RE.fullmatch(scheme):
+        raise RemoteProtocolError(f"Malformed URI {text[:80]!r}")
     lscheme = scheme.lower()
     if lscheme == "tel":
-        number, _, ptext = rest.partition(";")
-        if not number:
-            raise RemoteProtocolError(f"Malformed tel URI {text!r}")
+        # RFC 3966 3: telephone-subscriber = global-number / local-number, then par.
+        number, semi, ptext = rest.partition(";")
+        if not _TEL_RE.fullmatch(number) or (semi and not ptext):
+            raise RemoteProtocolError(f"Malformed tel URI {text[:80]!r}")
         return SipUri(scheme="tel", user=number, params=_parse_params(ptext, text), _text=text)
     if lscheme not in ("sip", "sips"):
+        if not rest:
+            raise RemoteProtocolError(f"Malformed URI {text[:80]!r}")
         return SipUri(scheme=lscheme, user=text, _text=text)
-    rest, _, headers = rest.partition("?")
+    # SIP-URI = "sip:" [ userinfo ] hostport uri-parameters [ headers ]
+    # The user part may hold ";", "?" and "/" (user-unreserved), while "@" may appear
+    # nowhere but before the host, so split at the last "@" first (RFC 4475 3.1.1.2, 3.1.1.9).
     at = rest.rfind("@")
     user, password = "", None
     if at >= 0:
         userinfo, rest = rest[:at], rest[at + 1 :]
         user, colon, pw = userinfo.partition(":")
+        if not _USER_RE.fullmatch(user):
+            raise RemoteProtocolError(f"Malformed user part in URI {text[:80]!r}")
         if colon:
+            if not _PASSWORD_RE.fullmatch(pw):
+                raise RemoteProtocolError(f"Malformed password in URI {text[:80]!r}")
             password = pw
-            if not _PASSWORD_RE.match(pw):
-                raise RemoteProtocolError(f"Malformed password in URI {text!r}")
-        if not user or not _USER_RE.match(user):
-            raise RemoteProtocolError(f"Malformed user part in URI {text!r}")
-    hostport, _, ptext = rest.partition(";")
+    rest, qmark, headers = rest.partition("?")
+    if qmark and not _HEADERS_RE.fullmatch(headers):
+        raise RemoteProtocolError(f"Malformed headers in URI {text[:80]!r}")
+    hostport, semi, ptext = rest.partition(";")
+    if semi and not ptext:
+        raise RemoteProtocolError(f"Malformed URI parameters in {text[:80]!r}")
     host, port = _parse_hostport(hostport, text)
     return SipUri(
         scheme=lscheme,
@@ -140,57 +249,99 @@ def parse_uri(text: str) -> SipUri:
     )
 
 
+_parse_uri_cached = lru_cache(maxsize=_CACHE_SIZE)(_parse_uri)
+
+
 def _parse_hostport(hostport: str, text: str) -> tuple[str, int | None]:
     if hostport.startswith("["):
         end = hostport.find("]")
         host, portpart = hostport[: end + 1], hostport[end + 1 :]
-        if end < 0 or not _IPV6_RE.match(host) or (portpart and not portpart.startswith(":")):
-            raise RemoteProtocolError(f"Malformed IPv6 reference in URI {text!r}")
+        if end < 0 or (portpart and portpart[0] != ":"):
+            raise RemoteProtocolError(f"Malformed IPv6 reference in URI {text[:80]!r}")
+        has_port = bool(portpart)
         portpart = portpart[1:]
     else:
-        host, _, portpart = hostport.partition(":")
-        if _IPV4_RE.match(host):
-            if any(int(o) > 255 for o in host.split(".")):
-                raise RemoteProtocolError(f"Malformed IPv4 address in URI {text!r}")
-        elif not _HOSTNAME_RE.match(host):
-            raise RemoteProtocolError(f"Malformed host in URI {text!r}")
+        host, colon, portpart = hostport.partition(":")
+        has_port = bool(colon)
+    if not is_valid_host(host):
+        raise RemoteProtocolError(f"Malformed host in URI {text[:80]!r}")
     port: int | None = None
-    if portpart or hostport.endswith(":"):
-        if not portpart.isdigit() or int(portpart) > 65535:
-            raise RemoteProtocolError(f"Malformed port in URI {text!r}")
+    if has_port:
+        if (
+            not (portpart.isascii() and portpart.isdigit())
+            or len(portpart) > 5
+            or int(portpart) > 65535
+        ):
+            raise RemoteProtocolError(f"Malformed port in URI {text[:80]!r}")
         port = int(portpart)
     return host, port
 
 
 def _parse_params(ptext: str, text: str) -> tuple[tuple[str, str | None], ...]:
+    # uri-parameter = transport-param / ... / other-param;  other-param = pname [ "=" pvalue ]
     if not ptext:
         return ()
     params: list[tuple[str, str | None]] = []
     for item in ptext.split(";"):
         name, eq, value = item.partition("=")
-        if not name or not _PARAM_RE.match(name) or (eq and not _PARAM_RE.match(value)):
-            raise RemoteProtocolError(f"Malformed URI parameter {item!r} in {text!r}")
+        if not _PARAM_RE.fullmatch(name) or (eq and not _PARAM_RE.fullmatch(value)):
+            raise RemoteProtocolError(f"Malformed URI parameter {item[:40]!r} in {text[:80]!r}")
         params.append((name, value if eq else None))
     return tuple(params)
 
 
+def _normal(text: str) -> str:
+    """``text`` with unreserved escapes decoded and the rest upper-cased (one canonical form)."""
+    if "%" not in text:
+        return text
+
+    def sub(m: re.Match[str]) -> str:
+        char = chr(int(m.group(1), 16))
+        return "%" + m.group(1).upper() if char in _KEEP_ESCAPED else char
+
+    return _ESCAPE_RE.sub(sub, text)
+
+
+def _tel_number(number: str) -> str:
+    # RFC 3966 4: visual separators are ignored when comparing.
+    return "".join(c for c in number if c not in "-.()").lower()
+
+
 def uri_equal(a: SipUri, b: SipUri) -> bool:
-    """URI equivalence per RFC 3261 19.1.4."""
+    """URI equivalence per RFC 3261 19.1.4 (and RFC 3966 4 for tel URIs).
+
+    The user part and password compare case-sensitively; host, parameter names and values
+    and headers compare case-insensitively; escapes of unreserved characters equal the
+    characters themselves. ``user``, ``ttl``, ``method``, ``maddr`` and ``transport`` must
+    match when present in either URI; other parameters only when present in both. Header
+    components must match exactly (in any order). As the RFC notes, this relation is not
+    transitive.
+    """
     if a.scheme != b.scheme:
         return False
+    if a.scheme == "tel":
+        if _tel_number(a.user) != _tel_number(b.user):
+            return False
+        return _param_map(a) == _param_map(b)
     if not a.is_sip:
         return str(a) == str(b)
-    if unquote(a.user) != unquote(b.user) or (a.password or "") != (b.password or ""):
+    if _normal(a.user) != _normal(b.user) or _normal(a.password or "") != _normal(b.password or ""):
         return False
     if a.host.lower() != b.host.lower() or a.port != b.port:
         return False
-    pa = {k.lower(): (v or "").lower() for k, v in a.params}
-    pb = {k.lower(): (v or "").lower() for k, v in b.params}
+    pa = _param_map(a)
+    pb = _param_map(b)
     for name in _MUST_MATCH:
         if pa.get(name) != pb.get(name):
             return False
     if any(pa[k] != pb[k] for k in pa.keys() & pb.keys()):
         return False
-    ha = sorted(unquote(h).lower() for h in a.headers.split("&") if h)
-    hb = sorted(unquote(h).lower() for h in b.headers.split("&") if h)
-    return ha == hb
+    return _header_set(a) == _header_set(b)
+
+
+def _param_map(uri: SipUri) -> dict[str, str]:
+    return {_normal(k).lower(): _normal(v or "").lower() for k, v in uri.params}
+
+
+def _header_set(uri: SipUri) -> list[str]:
+    return sorted(_normal(h).lower() for h in uri.headers.split("&") if h)

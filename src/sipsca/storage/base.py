@@ -49,7 +49,7 @@ class Storage(Protocol):
         """Bring an older schema up to date; returns the steps applied."""
 
     async def load_subscriptions(self, *, server_id: int = 0) -> list[Subscription]:
-        """All stored subscriptions of this server (expired ones included; the engine drops them)."""
+        """All stored subscriptions of this server (expired ones too; the engine drops them)."""
 
     async def save_subscriptions(self, subscriptions: Sequence[Subscription]) -> None:
         """Insert or update, keyed by (aor, event, subscriber)."""

@@ -19,13 +19,18 @@ from sipsca.transaction._core import (
     State,
     Transaction,
     TransactionCore,
-    effect_terminate,
-    effect_transport_failed,
+    terminate,
+    transport_failed,
 )
 from sipsca.transaction.events import Outgoing, ResponseReceived
 from sipsca.transaction.timers import Timer
 
-__all__ = ["ClientInviteTransaction", "ClientNonInviteTransaction", "ClientTransaction", "build_ack"]
+__all__ = [
+    "ClientInviteTransaction",
+    "ClientNonInviteTransaction",
+    "ClientTransaction",
+    "build_ack",
+]
 
 
 class ClientTransaction(Transaction):
@@ -68,7 +73,13 @@ def build_ack(request: SipRequest, response: SipResponse) -> SipRequest:
 # -- effects shared by both machines ---------------------------------------------------
 
 
-def _report(core: TransactionCore, tx: ClientTransaction, now: float, msg: SipMessage | None, src: Flow | None) -> None:
+def _report(
+    core: TransactionCore,
+    tx: ClientTransaction,
+    now: float,
+    msg: SipMessage | None,
+    src: Flow | None,
+) -> None:
     """Pass the response to the TU."""
     assert isinstance(msg, SipResponse) and src is not None
     core._emit(ResponseReceived(response=msg, source=src, key=tx.key))
@@ -77,26 +88,38 @@ def _report(core: TransactionCore, tx: ClientTransaction, now: float, msg: SipMe
 # -- INVITE client (RFC 3261 17.1.1, Figure 5; RFC 6026 Figure 5) ----------------------
 
 
-def _retransmit_invite(core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any) -> None:
-    """Timer A: resend the INVITE, double the interval (17.1.1.2; no T2 cap for INVITE)."""
+def _retransmit_invite(
+    core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any
+) -> None:
+    """Timer A: resend the INVITE, double the interval (17.1.1.2; no T2 cap for INVITE).
+
+    Only unreliable transports retransmit; the timer is never armed otherwise."""
+    if tx.reliable:
+        return
     core._send(tx.out)
-    tx.interval *= 2
+    tx.interval = max(tx.interval * 2, core._timer_values.t1)
     core._arm(tx, Timer.A, now, tx.interval)
 
 
-def _invite_timer_b(core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any) -> None:
+def _invite_timer_b(
+    core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any
+) -> None:
     """Timer B: no final response; the TU acts as on a 408 (8.1.3.1, 16.7 step 5)."""
     core._timed_out(tx, Timer.B)
     core._terminate(tx)
 
 
-def _invite_timer_c_calling(core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any) -> None:
+def _invite_timer_c_calling(
+    core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any
+) -> None:
     """Timer C before any 1xx: "behave as if the transaction received a 408" (16.8)."""
     core._timed_out(tx, Timer.C)
     core._terminate(tx)
 
 
-def _invite_timer_c_proceeding(core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any) -> None:
+def _invite_timer_c_proceeding(
+    core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any
+) -> None:
     """Timer C after a 1xx: the TU must CANCEL (16.8); arm B as the 9.1 "no final response
     64*T1 after CANCEL" guard so the transaction cannot outlive an unresponsive peer."""
     core._timed_out(tx, Timer.C)
@@ -104,7 +127,9 @@ def _invite_timer_c_proceeding(core: TransactionCore, tx: ClientTransaction, now
         core._arm(tx, Timer.B, now, core._timer_values.b)
 
 
-def _invite_cancel_guard(core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any) -> None:
+def _invite_cancel_guard(
+    core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any
+) -> None:
     """CANCEL sent in Proceeding: destroy the transaction if no final response comes within
     64*T1 (9.1: "SHOULD then consider the original transaction cancelled"); timer B."""
     if Timer.B not in tx.timers:
@@ -112,27 +137,53 @@ def _invite_cancel_guard(core: TransactionCore, tx: ClientTransaction, now: floa
 
 
 def _invite_first_provisional(
-    core: TransactionCore, tx: ClientTransaction, now: float, msg: SipMessage | None, src: Flow | None
+    core: TransactionCore,
+    tx: ClientTransaction,
+    now: float,
+    msg: SipMessage | None,
+    src: Flow | None,
 ) -> None:
-    """First 1xx: stop retransmitting (A) and timer B (17.1.1.2: B belongs to Calling);
-    a 1xx other than 100 restarts timer C (16.7 step 2); report."""
+    """First 1xx: stop retransmitting (A) and timer B (17.1.1.2: B belongs to Calling),
+    unless a CANCEL was already sent: then B restarts as the 9.1 guard; a 1xx other than
+    100 restarts timer C (16.7 step 2); report."""
+    assert isinstance(tx, ClientInviteTransaction)
     core._cancel(tx, Timer.A)
-    core._cancel(tx, Timer.B)
+    if tx.cancel_sent:
+        core._arm(tx, Timer.B, now, core._timer_values.b)
+    else:
+        core._cancel(tx, Timer.B)
     _invite_provisional(core, tx, now, msg, src)
 
 
+def _invite_cancel_noted(
+    core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any
+) -> None:
+    """CANCEL sent before any 1xx (9.1 says wait for one; the TU did not): timer B keeps
+    running, and is restarted as the 9.1 guard when the first 1xx arrives."""
+    assert isinstance(tx, ClientInviteTransaction)
+    tx.cancel_sent = True
+
+
 def _invite_provisional(
-    core: TransactionCore, tx: ClientTransaction, now: float, msg: SipMessage | None, src: Flow | None
+    core: TransactionCore,
+    tx: ClientTransaction,
+    now: float,
+    msg: SipMessage | None,
+    src: Flow | None,
 ) -> None:
     """Another 1xx: a 1xx other than 100 restarts timer C (16.7 step 2); report."""
     assert isinstance(msg, SipResponse)
-    if msg.status > 100:
+    if msg.status > 100 and core._timer_values.c > 0.0:
         core._arm(tx, Timer.C, now, core._timer_values.c)
     _report(core, tx, now, msg, src)
 
 
 def _invite_accepted(
-    core: TransactionCore, tx: ClientTransaction, now: float, msg: SipMessage | None, src: Flow | None
+    core: TransactionCore,
+    tx: ClientTransaction,
+    now: float,
+    msg: SipMessage | None,
+    src: Flow | None,
 ) -> None:
     """2xx: report; wait in Accepted for 2xx retransmissions and forked 2xx (RFC 6026
     timer M), because the TU must ACK every one of them."""
@@ -144,7 +195,11 @@ def _invite_accepted(
 
 
 def _invite_rejected(
-    core: TransactionCore, tx: ClientTransaction, now: float, msg: SipMessage | None, src: Flow | None
+    core: TransactionCore,
+    tx: ClientTransaction,
+    now: float,
+    msg: SipMessage | None,
+    src: Flow | None,
 ) -> None:
     """300-699: send the ACK (17.1.1.3) to the INVITE's destination, report, wait in
     Completed for retransmissions of the response (timer D; 0 on reliable transports)."""
@@ -159,7 +214,9 @@ def _invite_rejected(
     core._arm(tx, Timer.D, now, 0.0 if tx.reliable else core._timer_values.d)
 
 
-def _invite_resend_ack(core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any) -> None:
+def _invite_resend_ack(
+    core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any
+) -> None:
     """A retransmitted 300-699: ACK it again, don't bother the TU (17.1.1.2)."""
     assert isinstance(tx, ClientInviteTransaction)
     if tx.ack is not None:
@@ -169,12 +226,14 @@ def _invite_resend_ack(core: TransactionCore, tx: ClientTransaction, now: float,
 class ClientInviteTransaction(ClientTransaction):
     """RFC 3261 17.1.1 as amended by RFC 6026 (Accepted state), plus proxy timer C.
 
-    Timer C (RFC 3261 16.6 step 11) lives here because every INVITE client transaction in
-    sipsca belongs to the proxy. It is started with the transaction, restarted by every
-    1xx other than 100 and reported as ``TransactionTimedOut(timer="C")``.
+    Timer C (RFC 3261 16.6 step 11) is optional (``TransactionLayer(timer_c=True)``): the
+    proxy may run it per server transaction instead. When on, it starts with the
+    transaction, restarts on every 1xx other than 100 and is reported as
+    ``TransactionTimedOut(timer="C")``. Either way a CANCEL sent in Proceeding arms timer B
+    as the RFC 3261 9.1 guard, so the transaction ends even if the peer never answers.
     """
 
-    __slots__ = ("ack",)
+    __slots__ = ("ack", "cancel_sent")
 
     INITIAL = State.CALLING
     KIND = "client_invite"
@@ -183,6 +242,8 @@ class ClientInviteTransaction(ClientTransaction):
         super().__init__(key, request, out)
         self.ack: Outgoing | None = None
         """The ACK sent for a 300-699, re-sent for each retransmission of it."""
+        self.cancel_sent = False
+        """The TU sent a CANCEL while in Calling (see ``_invite_cancel_noted``)."""
 
     def start(self, core: TransactionCore, now: float) -> None:
         """Calling: timer A (unreliable only), B and C."""
@@ -191,7 +252,8 @@ class ClientInviteTransaction(ClientTransaction):
             self.interval = values.t1
             core._arm(self, Timer.A, now, values.t1)
         core._arm(self, Timer.B, now, values.b)
-        core._arm(self, Timer.C, now, values.c)
+        if values.c > 0.0:
+            core._arm(self, Timer.C, now, values.c)
 
     _TRANSITIONS = {
         (State.CALLING, Timer.A): (_retransmit_invite, State.CALLING),
@@ -200,55 +262,73 @@ class ClientInviteTransaction(ClientTransaction):
         (State.CALLING, Input.PROVISIONAL): (_invite_first_provisional, State.PROCEEDING),
         (State.CALLING, Input.FINAL_2XX): (_invite_accepted, State.ACCEPTED),
         (State.CALLING, Input.FINAL_NON2XX): (_invite_rejected, State.COMPLETED),
-        (State.CALLING, Input.CANCEL_SENT): (None, State.CALLING),
-        (State.CALLING, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.CALLING, Input.CANCEL_SENT): (_invite_cancel_noted, State.CALLING),
+        (State.CALLING, Input.TRANSPORT_ERROR): (transport_failed, State.TERMINATED),
         (State.PROCEEDING, Input.PROVISIONAL): (_invite_provisional, State.PROCEEDING),
         (State.PROCEEDING, Input.FINAL_2XX): (_invite_accepted, State.ACCEPTED),
         (State.PROCEEDING, Input.FINAL_NON2XX): (_invite_rejected, State.COMPLETED),
         (State.PROCEEDING, Timer.C): (_invite_timer_c_proceeding, State.PROCEEDING),
         (State.PROCEEDING, Input.CANCEL_SENT): (_invite_cancel_guard, State.PROCEEDING),
         (State.PROCEEDING, Timer.B): (_invite_timer_b, State.TERMINATED),
-        (State.PROCEEDING, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.PROCEEDING, Input.TRANSPORT_ERROR): (transport_failed, State.TERMINATED),
         (State.ACCEPTED, Input.PROVISIONAL): (None, State.ACCEPTED),
         (State.ACCEPTED, Input.FINAL_2XX): (_report, State.ACCEPTED),
         (State.ACCEPTED, Input.FINAL_NON2XX): (None, State.ACCEPTED),
         (State.ACCEPTED, Input.CANCEL_SENT): (None, State.ACCEPTED),
-        (State.ACCEPTED, Timer.M): (effect_terminate, State.TERMINATED),
-        (State.ACCEPTED, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.ACCEPTED, Timer.M): (terminate, State.TERMINATED),
+        (State.ACCEPTED, Input.TRANSPORT_ERROR): (transport_failed, State.TERMINATED),
         (State.COMPLETED, Input.PROVISIONAL): (None, State.COMPLETED),
         (State.COMPLETED, Input.FINAL_2XX): (None, State.COMPLETED),
         (State.COMPLETED, Input.FINAL_NON2XX): (_invite_resend_ack, State.COMPLETED),
         (State.COMPLETED, Input.CANCEL_SENT): (None, State.COMPLETED),
-        (State.COMPLETED, Timer.D): (effect_terminate, State.TERMINATED),
-        (State.COMPLETED, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.COMPLETED, Timer.D): (terminate, State.TERMINATED),
+        (State.COMPLETED, Input.TRANSPORT_ERROR): (transport_failed, State.TERMINATED),
     }
 
 
 # -- non-INVITE client (RFC 3261 17.1.2, Figure 6) -------------------------------------
 
 
-def _retransmit_trying(core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any) -> None:
-    """Timer E in Trying: resend; the interval doubles up to T2 (17.1.2.2)."""
+def _retransmit_trying(
+    core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any
+) -> None:
+    """Timer E in Trying: resend; the interval doubles up to T2 (17.1.2.2).
+
+    Only unreliable transports retransmit; the timer is never armed otherwise."""
+    if tx.reliable:
+        return
     core._send(tx.out)
-    tx.interval = min(tx.interval * 2, core._timer_values.t2)
+    tx.interval = min(max(tx.interval * 2, core._timer_values.t1), core._timer_values.t2)
     core._arm(tx, Timer.E, now, tx.interval)
 
 
-def _retransmit_proceeding(core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any) -> None:
-    """Timer E in Proceeding: resend every T2 (17.1.2.2: "reset with a value of T2")."""
+def _retransmit_proceeding(
+    core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any
+) -> None:
+    """Timer E in Proceeding: resend every T2 (17.1.2.2: "reset with a value of T2").
+
+    Only unreliable transports retransmit; the timer is never armed otherwise."""
+    if tx.reliable:
+        return
     core._send(tx.out)
     tx.interval = core._timer_values.t2
     core._arm(tx, Timer.E, now, tx.interval)
 
 
-def _non_invite_timer_f(core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any) -> None:
+def _non_invite_timer_f(
+    core: TransactionCore, tx: ClientTransaction, now: float, msg: Any, src: Any
+) -> None:
     """Timer F: no final response; the TU acts as on a 408 (8.1.3.1)."""
     core._timed_out(tx, Timer.F)
     core._terminate(tx)
 
 
 def _non_invite_completed(
-    core: TransactionCore, tx: ClientTransaction, now: float, msg: SipMessage | None, src: Flow | None
+    core: TransactionCore,
+    tx: ClientTransaction,
+    now: float,
+    msg: SipMessage | None,
+    src: Flow | None,
 ) -> None:
     """Final response: report; absorb its retransmissions for T4 (timer K; 0 if reliable)."""
     core._cancel(tx, Timer.E)
@@ -278,14 +358,14 @@ class ClientNonInviteTransaction(ClientTransaction):
         (State.TRYING, Timer.F): (_non_invite_timer_f, State.TERMINATED),
         (State.TRYING, Input.PROVISIONAL): (_report, State.PROCEEDING),
         (State.TRYING, Input.FINAL): (_non_invite_completed, State.COMPLETED),
-        (State.TRYING, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.TRYING, Input.TRANSPORT_ERROR): (transport_failed, State.TERMINATED),
         (State.PROCEEDING, Timer.E): (_retransmit_proceeding, State.PROCEEDING),
         (State.PROCEEDING, Timer.F): (_non_invite_timer_f, State.TERMINATED),
         (State.PROCEEDING, Input.PROVISIONAL): (_report, State.PROCEEDING),
         (State.PROCEEDING, Input.FINAL): (_non_invite_completed, State.COMPLETED),
-        (State.PROCEEDING, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.PROCEEDING, Input.TRANSPORT_ERROR): (transport_failed, State.TERMINATED),
         (State.COMPLETED, Input.PROVISIONAL): (None, State.COMPLETED),
         (State.COMPLETED, Input.FINAL): (None, State.COMPLETED),
-        (State.COMPLETED, Timer.K): (effect_terminate, State.TERMINATED),
-        (State.COMPLETED, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.COMPLETED, Timer.K): (terminate, State.TERMINATED),
+        (State.COMPLETED, Input.TRANSPORT_ERROR): (transport_failed, State.TERMINATED),
     }

@@ -142,9 +142,9 @@ class TransactionCore:
         "config",
     )
 
-    def __init__(self, config: TransactionConfig) -> None:
+    def __init__(self, config: TransactionConfig, *, timer_c: bool = False) -> None:
         self.config = config
-        self._timer_values = TimerValues.from_config(config)
+        self._timer_values = TimerValues.from_config(config, timer_c=timer_c)
         self._client: dict[str, Transaction] = {}
         self._server: dict[str, Transaction] = {}
         self._heap: list[tuple[float, int, str, Timer]] = []
@@ -230,11 +230,15 @@ class TransactionCore:
         self._terminate(tx)
 
 
-def effect_terminate(core: TransactionCore, tx: Transaction, now: float, message: Any, source: Any) -> None:
+def terminate(
+    core: TransactionCore, tx: Transaction, now: float, message: Any, source: Any
+) -> None:
     """Terminate: the waiting time is over (timers D, I, J, K, L, M)."""
     core._terminate(tx)
 
 
-def effect_transport_failed(core: TransactionCore, tx: Transaction, now: float, message: Any, source: Any) -> None:
+def transport_failed(
+    core: TransactionCore, tx: Transaction, now: float, message: Any, source: Any
+) -> None:
     """Report the transport error to the TU and terminate (RFC 3261 17.1.4, 17.2.4)."""
     core._transport_failed(tx)

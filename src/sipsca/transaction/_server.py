@@ -25,8 +25,8 @@ from sipsca.transaction._core import (
     State,
     Transaction,
     TransactionCore,
-    effect_terminate,
-    effect_transport_failed,
+    terminate,
+    transport_failed,
 )
 from sipsca.transaction.events import Outgoing, RequestReceived
 from sipsca.transaction.timers import Timer
@@ -58,17 +58,23 @@ def response_destination(response_via: Via, source: Flow) -> Flow:
     """
     if source.reliable:
         return source
-    maddr = response_via.param("maddr")
+    maddr = received = None
+    rport = False
+    for name, value in response_via.params:  # one pass: this runs for every transaction
+        lname = name.lower()
+        if lname == "received":
+            received = value
+        elif lname == "rport":
+            rport = True
+        elif lname == "maddr":
+            maddr = value
     if maddr:
         return Flow(source.transport, maddr.strip("[]"), response_via.port or 5060)
-    received = response_via.param("received")
-    if response_via.has_param("rport"):
-        return Flow(source.transport, received or source.host, source.port)
-    return Flow(
-        source.transport,
-        received or source.host,
-        response_via.port or _default_port(response_via.transport),
-    )
+    host = received or source.host
+    port = source.port if rport else response_via.port or _default_port(response_via.transport)
+    if host == source.host and port == source.port:
+        return source  # the usual case: no new Flow per transaction
+    return Flow(source.transport, host, port)
 
 
 def stateless_response_destination(response_via: Via) -> Flow:
@@ -92,13 +98,17 @@ def stateless_response_destination(response_via: Via) -> Flow:
 class ServerTransaction(Transaction):
     """A request we received, where it came from and the latest response we sent."""
 
-    __slots__ = ("ack_key", "destination", "last", "request", "source")
+    __slots__ = ("ack_key", "destination", "last", "request", "source", "via")
 
     SERVER = True
 
-    def __init__(self, key: str, request: SipRequest, source: Flow) -> None:
+    def __init__(self, key: str, request: SipRequest, via: Via, source: Flow) -> None:
         super().__init__(key, source.reliable)
-        self.request = request
+        self.request: SipRequest | None = request
+        """The request that created the transaction; released (None) once a non-INVITE
+        transaction has sent its final response (see ``_send_final``)."""
+        self.via = via
+        """Top Via of the request: responses go where it says (18.2.2)."""
         self.source = source
         self.destination: Flow | None = None
         """Computed from the request's top Via and source at the first response."""
@@ -111,17 +121,26 @@ class ServerTransaction(Transaction):
 # -- effects shared by both machines ---------------------------------------------------
 
 
-def _send_response(core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Any) -> None:
+def _send_response(
+    core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Any
+) -> None:
     """Send the TU's response and remember it as the latest (17.2.1, 17.2.2)."""
-    assert isinstance(msg, SipResponse)
-    destination = tx.destination
-    if destination is None:
-        destination = tx.destination = response_destination(tx.request.top_via, tx.source)
-    tx.last = out = Outgoing(data=msg.to_bytes(), destination=destination, message=msg)
+    tx.last = out = _outgoing(tx, msg)
     core._send(out)
 
 
-def _resend_last(core: TransactionCore, tx: ServerTransaction, now: float, msg: Any, src: Any) -> None:
+def _outgoing(tx: ServerTransaction, msg: SipMessage | None) -> Outgoing:
+    """``msg`` serialised for the transaction's response destination (computed once)."""
+    assert isinstance(msg, SipResponse)
+    destination = tx.destination
+    if destination is None:
+        destination = tx.destination = response_destination(tx.via, tx.source)
+    return Outgoing(data=msg.to_bytes(), destination=destination, message=msg)
+
+
+def _resend_last(
+    core: TransactionCore, tx: ServerTransaction, now: float, msg: Any, src: Any
+) -> None:
     """A retransmitted request: send the latest response again, if any (17.2.1, 17.2.2)."""
     if tx.last is not None:
         core._send(tx.last)
@@ -130,14 +149,22 @@ def _resend_last(core: TransactionCore, tx: ServerTransaction, now: float, msg: 
 # -- INVITE server (RFC 3261 17.2.1, Figure 7; RFC 6026 Figure 7) ----------------------
 
 
-def _pass_ack_up(core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Flow | None) -> None:
+def _pass_ack_up(
+    core: TransactionCore,
+    tx: ServerTransaction,
+    now: float,
+    msg: SipMessage | None,
+    src: Flow | None,
+) -> None:
     """An ACK the transaction does not absorb goes to the TU as a transaction-less ACK
     (RFC 6026: in Accepted, ACKs are passed up; before any final it is not ours either)."""
     assert isinstance(msg, SipRequest) and src is not None
     core._emit(RequestReceived(request=msg, source=src, key=None))
 
 
-def _send_2xx(core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Any) -> None:
+def _send_2xx(
+    core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Any
+) -> None:
     """2xx: send it; stay in Accepted for 64*T1 (RFC 6026 timer L) absorbing INVITE
     retransmissions so they are not taken for new requests. The TU (UAS core, 13.3.1.4,
     or the proxy forwarding them) retransmits the 2xx itself."""
@@ -145,7 +172,9 @@ def _send_2xx(core: TransactionCore, tx: ServerTransaction, now: float, msg: Sip
     core._arm(tx, Timer.L, now, core._timer_values.b)
 
 
-def _send_rejection(core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Any) -> None:
+def _send_rejection(
+    core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Any
+) -> None:
     """300-699: send it; retransmit on timer G over unreliable transports; give up waiting
     for the ACK after timer H (17.2.1)."""
     _send_response(core, tx, now, msg, src)
@@ -156,11 +185,17 @@ def _send_rejection(core: TransactionCore, tx: ServerTransaction, now: float, ms
     core._arm(tx, Timer.H, now, values.b)
 
 
-def _retransmit_rejection(core: TransactionCore, tx: ServerTransaction, now: float, msg: Any, src: Any) -> None:
-    """Timer G: resend the final response; interval doubles up to T2 (17.2.1)."""
+def _retransmit_rejection(
+    core: TransactionCore, tx: ServerTransaction, now: float, msg: Any, src: Any
+) -> None:
+    """Timer G: resend the final response; interval doubles up to T2 (17.2.1).
+
+    Only unreliable transports retransmit; the timer is never armed otherwise."""
+    if tx.reliable:
+        return
     if tx.last is not None:
         core._send(tx.last)
-    tx.interval = min(tx.interval * 2, core._timer_values.t2)
+    tx.interval = min(max(tx.interval * 2, core._timer_values.t1), core._timer_values.t2)
     core._arm(tx, Timer.G, now, tx.interval)
 
 
@@ -170,7 +205,18 @@ def _no_ack(core: TransactionCore, tx: ServerTransaction, now: float, msg: Any, 
     core._terminate(tx)
 
 
-def _confirmed(core: TransactionCore, tx: ServerTransaction, now: float, msg: Any, src: Any) -> None:
+def _late_2xx(
+    core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Any
+) -> None:
+    """A 2xx after our non-2xx final: a proxy whose CANCEL raced a callee's 200 must still
+    forward it (2xx are always forwarded, RFC 3261 16.7 step 5; RFC 6026). Sent to the same
+    destination, outside the state machine: the non-2xx keeps being retransmitted."""
+    core._send(_outgoing(tx, msg))
+
+
+def _confirmed(
+    core: TransactionCore, tx: ServerTransaction, now: float, msg: Any, src: Any
+) -> None:
     """ACK: stop G and H; absorb ACK retransmissions for T4 (timer I; 0 if reliable)."""
     core._cancel(tx, Timer.G)
     core._cancel(tx, Timer.H)
@@ -191,31 +237,38 @@ class ServerInviteTransaction(ServerTransaction):
         (State.PROCEEDING, Input.PROVISIONAL): (_send_response, State.PROCEEDING),
         (State.PROCEEDING, Input.FINAL_2XX): (_send_2xx, State.ACCEPTED),
         (State.PROCEEDING, Input.FINAL_NON2XX): (_send_rejection, State.COMPLETED),
-        (State.PROCEEDING, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.PROCEEDING, Input.TRANSPORT_ERROR): (transport_failed, State.TERMINATED),
         (State.ACCEPTED, Input.REQUEST): (None, State.ACCEPTED),
         (State.ACCEPTED, Input.ACK): (_pass_ack_up, State.ACCEPTED),
         (State.ACCEPTED, Input.FINAL_2XX): (_send_response, State.ACCEPTED),
-        (State.ACCEPTED, Timer.L): (effect_terminate, State.TERMINATED),
-        (State.ACCEPTED, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.ACCEPTED, Timer.L): (terminate, State.TERMINATED),
+        (State.ACCEPTED, Input.TRANSPORT_ERROR): (transport_failed, State.TERMINATED),
         (State.COMPLETED, Input.REQUEST): (_resend_last, State.COMPLETED),
         (State.COMPLETED, Input.ACK): (_confirmed, State.CONFIRMED),
+        (State.COMPLETED, Input.FINAL_2XX): (_late_2xx, State.COMPLETED),
         (State.COMPLETED, Timer.G): (_retransmit_rejection, State.COMPLETED),
         (State.COMPLETED, Timer.H): (_no_ack, State.TERMINATED),
-        (State.COMPLETED, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.COMPLETED, Input.TRANSPORT_ERROR): (transport_failed, State.TERMINATED),
         (State.CONFIRMED, Input.REQUEST): (None, State.CONFIRMED),
         (State.CONFIRMED, Input.ACK): (None, State.CONFIRMED),
-        (State.CONFIRMED, Timer.I): (effect_terminate, State.TERMINATED),
-        (State.CONFIRMED, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.CONFIRMED, Input.FINAL_2XX): (_late_2xx, State.CONFIRMED),
+        (State.CONFIRMED, Timer.I): (terminate, State.TERMINATED),
+        (State.CONFIRMED, Input.TRANSPORT_ERROR): (transport_failed, State.TERMINATED),
     }
 
 
 # -- non-INVITE server (RFC 3261 17.2.2, Figure 8) -------------------------------------
 
 
-def _send_final(core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Any) -> None:
+def _send_final(
+    core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Any
+) -> None:
     """Final response: send it; answer request retransmissions with it for 64*T1 (timer J;
-    0 if reliable, where the request is never retransmitted)."""
+    0 if reliable, where the request is never retransmitted). The request itself is
+    released: from now on only the response bytes are needed, and at 15,000 requests/s
+    timer J keeps some 480,000 such transactions alive."""
     _send_response(core, tx, now, msg, src)
+    tx.request = None
     core._arm(tx, Timer.J, now, 0.0 if tx.reliable else core._timer_values.b)
 
 
@@ -231,12 +284,12 @@ class ServerNonInviteTransaction(ServerTransaction):
         (State.TRYING, Input.REQUEST): (None, State.TRYING),
         (State.TRYING, Input.PROVISIONAL): (_send_response, State.PROCEEDING),
         (State.TRYING, Input.FINAL): (_send_final, State.COMPLETED),
-        (State.TRYING, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.TRYING, Input.TRANSPORT_ERROR): (transport_failed, State.TERMINATED),
         (State.PROCEEDING, Input.REQUEST): (_resend_last, State.PROCEEDING),
         (State.PROCEEDING, Input.PROVISIONAL): (_send_response, State.PROCEEDING),
         (State.PROCEEDING, Input.FINAL): (_send_final, State.COMPLETED),
-        (State.PROCEEDING, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.PROCEEDING, Input.TRANSPORT_ERROR): (transport_failed, State.TERMINATED),
         (State.COMPLETED, Input.REQUEST): (_resend_last, State.COMPLETED),
-        (State.COMPLETED, Timer.J): (effect_terminate, State.TERMINATED),
-        (State.COMPLETED, Input.TRANSPORT_ERROR): (effect_transport_failed, State.TERMINATED),
+        (State.COMPLETED, Timer.J): (terminate, State.TERMINATED),
+        (State.COMPLETED, Input.TRANSPORT_ERROR): (transport_failed, State.TERMINATED),
     }

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sipsca.config import TransactionConfig
+from sipsca.errors import ConfigError
 
 __all__ = ["TIMER_D_MINIMUM", "Timer", "TimerValues"]
 
@@ -59,19 +60,29 @@ class TimerValues:
     b: float
     """64*T1: INVITE client gives up (also F, H, J, L, M)."""
     c: float
-    """Proxy INVITE timer C, more than 3 minutes."""
+    """Proxy INVITE timer C, more than 3 minutes; 0 when the layer does not run it."""
     d: float
     """Client INVITE Completed state: max(32 s, 64*T1)."""
 
     @classmethod
-    def from_config(cls, config: TransactionConfig) -> TimerValues:
-        """Derive every duration from the configured base values."""
+    def from_config(cls, config: TransactionConfig, *, timer_c: bool = False) -> TimerValues:
+        """Derive every duration from the configured base values; ``timer_c`` says whether
+        the layer runs the proxy's timer C itself.
+
+        Raises:
+            ConfigError: T1 or T2 not positive, T2 below T1, T4 negative, or timer C not
+                positive while enabled (a zero retransmission interval would spin).
+        """
         t1 = config.t1
+        if not (t1 > 0 and config.t2 >= t1 and config.t4 >= 0):
+            raise ConfigError(f"transaction timers need 0 < t1 <= t2 and t4 >= 0, got {config}")
+        if timer_c and not config.timer_c > 0:
+            raise ConfigError(f"transaction timer_c must be positive, got {config.timer_c}")
         return cls(
             t1=t1,
             t2=config.t2,
             t4=config.t4,
             b=64 * t1,
-            c=config.timer_c,
+            c=config.timer_c if timer_c else 0.0,
             d=max(TIMER_D_MINIMUM, 64 * t1),
         )

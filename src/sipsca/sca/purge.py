@@ -1,0 +1,67 @@
+"""The periodic purge (sca-behaviour.md §6.1-6.2, decisions.md #2).
+
+Every ``purge_expired_interval`` seconds:
+
+* subscriptions whose expiry has passed get ``terminated;reason=timeout`` (call-info:
+  full state; line-seize: its index) and are removed; an expired line-seize also
+  releases its appearance if that is still merely *seized*. Subscriptions that were
+  already terminated (unsubscribed, deactivated, used up) are removed silently.
+* appearances stuck in SEIZED for ``seized_ttl`` are released; ACTIVE_PENDING for
+  ``pending_ttl`` are released only when the call was never answered - an answered
+  call (full dialog) is promoted to ACTIVE instead, because its ACK may simply not have
+  passed through us; Kamailio's purge here showed answered calls as idle while they
+  were still up (PR #3249).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sipsca.sca.core import ScaCore
+from sipsca.sca.model import AppearanceState, ScaEvent, SubscriptionState
+
+__all__ = ["purge"]
+
+logger = logging.getLogger(__name__)
+
+
+def _purge_subscriptions(core: ScaCore, now: float) -> None:
+    for subscription in core.subscriptions.all():
+        if not subscription.state.is_terminated and subscription.expires_at > now:
+            continue
+        if not subscription.state.is_terminated:
+            logger.info(
+                "%s subscription %s -> %s expired",
+                subscription.event.value,
+                subscription.subscriber,
+                subscription.aor,
+            )
+            core.terminate(subscription, SubscriptionState.TERMINATED_TIMEOUT, now)
+            if subscription.event is ScaEvent.LINE_SEIZE and subscription.index:
+                appearance = core.appearances.get(subscription.aor, subscription.index)
+                if (
+                    appearance is not None
+                    and appearance.state is AppearanceState.SEIZED
+                    and appearance.owner == subscription.subscriber
+                ):
+                    core.appearances.release(subscription.aor, subscription.index)
+        core.subscriptions.remove(subscription.key)
+        core.dialog_start_cseq.pop(subscription.key, None)
+
+
+def _purge_appearances(core: ScaCore, now: float) -> None:
+    config = core.config
+    seized, pending = core.appearances.stale(now, config.seized_ttl, config.pending_ttl)
+    for appearance in seized:
+        core.appearances.release(appearance.aor, appearance.index)
+    for appearance in pending:
+        if appearance.call_id and appearance.to_tag:
+            core.appearances.set_state(appearance, AppearanceState.ACTIVE, now)
+        else:
+            core.appearances.release(appearance.aor, appearance.index)
+
+
+def purge(core: ScaCore, now: float) -> None:
+    """One purge run; broadcasts are left queued for the caller's flush."""
+    _purge_subscriptions(core, now)
+    _purge_appearances(core, now)

@@ -1,0 +1,68 @@
+"""In-memory subscription store keyed by (AoR, event, subscriber Contact).
+
+Kamailio hashes ``AoR+event`` into buckets and matches by Contact inside a bucket, so
+two keys sharing a bucket can be confused (sca-behaviour.md §1.4). A dict keyed by the
+full triple cannot. The per-line index keeps creation order so broadcasts go to the most
+recently created subscription first, like Kamailio's bucket order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sipsca.sca.model import ScaEvent, Subscription
+
+__all__ = ["SubscriptionStore"]
+
+Key = tuple[str, ScaEvent, str]
+
+
+class SubscriptionStore:
+    def __init__(self) -> None:
+        self._by_line: dict[tuple[str, ScaEvent], dict[str, Subscription]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Subscription]:
+        """Every subscription, most recently created first within each (line, event)."""
+        for bucket in self._by_line.values():
+            yield from reversed(list(bucket.values()))
+
+    def get(self, key: Key) -> Subscription | None:
+        aor, event, contact = key
+        return self._by_line.get((aor, event), {}).get(contact)
+
+    def add(self, subscription: Subscription) -> None:
+        bucket = self._by_line.setdefault((subscription.aor, subscription.event), {})
+        if subscription.subscriber not in bucket:
+            self._count += 1
+        bucket[subscription.subscriber] = subscription
+
+    def remove(self, key: Key) -> Subscription | None:
+        aor, event, contact = key
+        bucket = self._by_line.get((aor, event))
+        if bucket is None or contact not in bucket:
+            return None
+        subscription = bucket.pop(contact)
+        self._count -= 1
+        if not bucket:
+            del self._by_line[(aor, event)]
+        return subscription
+
+    def for_line(self, aor: str, event: ScaEvent) -> list[Subscription]:
+        """Subscriptions of one line and event, most recently created first."""
+        return list(reversed(list(self._by_line.get((aor, event), {}).values())))
+
+    def has_line(self, aor: str) -> bool:
+        return (aor, ScaEvent.CALL_INFO) in self._by_line or (
+            aor,
+            ScaEvent.LINE_SEIZE,
+        ) in self._by_line
+
+    def count(self, event: ScaEvent) -> int:
+        return sum(len(b) for (_, ev), b in self._by_line.items() if ev is event)
+
+    def all(self) -> list[Subscription]:
+        return list(self)

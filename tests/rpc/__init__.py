@@ -1,0 +1,1 @@
+"""Tests of the management plane: JSON-RPC methods, the aiohttp app, metrics and ``sipsca rpc``."""

@@ -1,0 +1,485 @@
+"""Engine behaviour beyond the §9 scenarios: sipsca's own rules and the runtime contract."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from sipsca.config import LineConfig, ScaConfig
+from sipsca.sca import (
+    Appearance,
+    AppearanceChanged,
+    AppearanceState,
+    DeleteSubscription,
+    PersistSubscription,
+    ScaEvent,
+    SendNotify,
+    Subscription,
+    SubscriptionState,
+)
+from sipsca.sca.engine import CSEQ_RESTORE_GAP
+
+from .factory import AOR, BOB, CAROL, PREFIX, WILDCARD, A, B, C, Party, sdp
+from .harness import NOW, Harness
+
+S = AppearanceState
+
+
+def idx(index: int) -> str:
+    return f"{PREFIX};appearance-index={index}"
+
+
+@pytest.fixture
+def h() -> Harness:
+    harness = Harness()
+    harness.call_info_line(A, B)
+    return harness
+
+
+# --------------------------------------------------------------------------- seizing
+
+
+def test_simultaneous_seizes_of_one_index_have_one_winner(h: Harness) -> None:
+    # decisions.md #10
+    phones = [Party(f"P{i}", AOR, f"sip:1000@192.0.2.{100 + i}:5060") for i in range(8)]
+    requests = [h.f.line_seize(h.f.new_sub(p, "line-seize"), 1) for p in phones]
+    statuses = [h.send_subscribe(r).status for r in requests]
+    assert statuses.count(200) == 1 and statuses.count(480) == 7
+    anys = [h.f.line_seize(h.f.new_sub(p, "line-seize"), 0) for p in phones[1:4]]
+    assert [h.send_subscribe(r).status for r in anys] == [200, 200, 200]
+    assert sorted(h.states()) == [1, 2, 3, 4]
+
+
+def test_max_appearances_bounds_seizes() -> None:
+    # decisions.md #9
+    h = Harness(ScaConfig(max_appearances=2))
+    h.call_info_line(A, B, C)
+    assert h.seize(h.f.new_sub(A, "line-seize"), 0).status == 200
+    assert h.seize(h.f.new_sub(B, "line-seize"), 0).status == 200
+    full = h.seize(h.f.new_sub(C, "line-seize"), 0)
+    assert (full.status, full.headers.get("retry-after")) == (480, "1")
+    beyond = h.seize(h.f.new_sub(C, "line-seize"), 3)
+    assert beyond.status == 480
+
+
+def test_same_phone_asking_again_for_its_seized_index_gets_it(h: Harness) -> None:
+    first = h.f.new_sub(A, "line-seize")
+    assert h.seize(first, 1).status == 200
+    again = h.f.new_sub(A, "line-seize")  # new dialog, same Contact ([K]: 480)
+    assert h.seize(again, 1).status == 200
+    assert h.seize(h.f.new_sub(A, "line-seize"), 0).status == 200  # "any": the same one
+    assert h.states() == {1: "seized"}
+    [ls] = [s for s in h.engine.subscriptions() if s.event is ScaEvent.LINE_SEIZE]
+    assert ls.index == 1
+
+
+def test_failed_seize_leaves_the_subscription_alone(h: Harness) -> None:
+    b_sub = h.f.new_sub(B, "line-seize")
+    h.seize(b_sub, 2)
+    a_sub = h.f.new_sub(A, "line-seize")
+    h.seize(a_sub, 1)
+    before = [s for s in h.engine.subscriptions() if s.subscriber == A.contact and s.index]
+    assert h.seize(h.f.new_sub(A, "line-seize"), 2).status == 480
+    after = [s for s in h.engine.subscriptions() if s.subscriber == A.contact and s.index]
+    assert [(s.call_id, s.index) for s in after] == [(s.call_id, s.index) for s in before]
+
+
+def test_line_seize_unsubscribe_never_releases_a_call(h: Harness) -> None:
+    ls = h.f.new_sub(A, "line-seize")
+    h.seize(ls, 1)
+    call = h.f.new_call(A, BOB)
+    invite = h.f.invite(call, call_info=idx(1))
+    original = invite.copy()
+    h.request(invite)
+    h.relay(h.f.response(original, 200, call=call, contact=BOB.contact, body=sdp()), original)
+    reply = h.seize(ls, 1, expires=0)
+    assert reply.status == 200
+    assert h.states() == {1: "active"}
+
+
+def test_answer_without_18x_ends_the_line_seize(h: Harness) -> None:
+    ls = h.f.new_sub(A, "line-seize")
+    h.seize(ls, 1)
+    call = h.f.new_call(A, BOB)
+    invite = h.f.invite(call, call_info=idx(1))
+    original = invite.copy()
+    h.request(invite)
+    h.drain()
+    h.relay(h.f.response(original, 200, call=call, contact=BOB.contact, body=sdp()), original)
+    states = [(n.event, n.state) for n in h.notifies()]
+    assert ("line-seize", "terminated;reason=noresource") in states
+
+
+# --------------------------------------------------------------------------- membership
+
+
+def test_members_only_line() -> None:
+    config = ScaConfig(lines=(LineConfig(aor=AOR, members=("sip:alice@example.com",)),))
+    h = Harness(config)
+    request = h.f.subscribe(h.f.new_sub(A))
+    assert h.engine.handle_subscribe(request, now=h.now).status == 403  # From is the line
+    ok = h.engine.handle_subscribe(
+        h.f.subscribe(h.f.new_sub(A)), now=h.now, authenticated="sip:alice@example.com"
+    )
+    assert ok.status == 202
+    denied = h.engine.handle_subscribe(
+        h.f.subscribe(h.f.new_sub(B)), now=h.now, authenticated="sip:mallory@example.com"
+    )
+    assert (denied.status, denied.reason) == (403, "Forbidden")
+
+
+# --------------------------------------------------------------------------- calls
+
+
+def test_incoming_call_to_an_alias(h: Harness) -> None:
+    config = ScaConfig(lines=(LineConfig(aor=AOR, aliases=("+15551234",)),))
+    h = Harness(config)
+    h.call_info_line(A, B)
+    did = Party("did", "sip:+15551234@gw.example.net", A.contact)
+    call = h.f.new_call(CAROL, did, ruri=AOR)
+    outcome = h.request(h.f.invite(call))
+    assert outcome.member_call_info == idx(1)
+    assert h.states() == {1: "alerting"}
+
+
+def test_incoming_call_alerting_can_be_switched_off() -> None:
+    h = Harness(ScaConfig(incoming_alerting=False))
+    h.call_info_line(A, B)
+    call = h.f.new_call(CAROL, Party("line", AOR, B.contact))
+    invite = h.f.invite(call)
+    original = invite.copy()
+    outcome = h.request(invite)
+    assert outcome.member_call_info is None and h.notifies() == []
+    call.answerer = B.contact
+    h.relay(h.f.response(original, 200, call=call, contact=B.contact, body=sdp()), original)
+    assert h.states() == {1: "active-pending"}
+    h.ack(h.f.ack(call))
+    assert h.states() == {1: "active"}
+
+
+def test_two_members_answer_first_one_wins(h: Harness) -> None:
+    call = h.f.new_call(CAROL, Party("line", AOR, A.contact))
+    invite = h.f.invite(call)
+    original = invite.copy()
+    h.request(invite)
+    h.relay(h.f.response(original, 200, call=call, to_tag="ta", contact=A.contact), original)
+    h.relay(h.f.response(original, 200, call=call, to_tag="tb", contact=B.contact), original)
+    [appearance] = h.engine.appearances(AOR)
+    assert (appearance.owner, appearance.to_tag) == (A.contact, "ta")
+
+
+def test_cancel_after_answer_keeps_the_call(h: Harness) -> None:
+    call = h.f.new_call(CAROL, Party("line", AOR, A.contact))
+    invite = h.f.invite(call)
+    original = invite.copy()
+    h.request(invite)
+    h.relay(h.f.response(original, 200, call=call, contact=A.contact, body=sdp()), original)
+    h.request(h.f.cancel(call, original))
+    assert h.states() == {1: "active-pending"}
+
+
+def test_unanswered_incoming_call_is_released(h: Harness) -> None:
+    for final in (486, 603, 302, 408):
+        call = h.f.new_call(CAROL, Party("line", AOR, A.contact))
+        invite = h.f.invite(call)
+        original = invite.copy()
+        h.request(invite)
+        assert h.states() == {1: "alerting"}
+        h.relay(h.f.response(original, final, call=call), original)
+        assert h.states() == {}, final
+
+
+def test_failed_reinvite_keeps_the_call(h: Harness) -> None:
+    # decisions.md #3: [K] releases an established call on 491/488/408.
+    call, _ = h.outgoing(A, BOB)
+    reinvite = h.f.invite(call, body=sdp("sendonly"))
+    original = reinvite.copy()
+    h.request(reinvite)
+    for status in (491, 488, 408):
+        h.relay(h.f.response(original, status), original)
+    assert h.states() == {1: "held"}
+
+
+def test_challenge_then_retry_reuses_the_appearance(h: Harness) -> None:
+    call = h.f.new_call(A, BOB)
+    invite = h.f.invite(call)
+    original = invite.copy()
+    h.request(invite)
+    h.relay(h.f.response(original, 407, call=call), original)
+    retry = h.f.invite(call)  # same Call-ID and From-tag, CSeq 2
+    h.request(retry)
+    [appearance] = h.engine.appearances(AOR)
+    assert appearance.index == 1 and appearance.call_id == call.call_id
+
+
+def test_failed_retrieval_puts_the_call_back_on_hold(h: Harness) -> None:
+    call, _ = h.outgoing(A, BOB)
+    h.request(h.f.invite(call, body=sdp("sendonly"), call_info=idx(1)))
+    held = h.engine.appearances(AOR)[0]
+    retrieve = h.f.new_call(B, Party("line", AOR, BOB.contact), ruri=AOR)
+    invite = h.f.invite(retrieve, call_info=idx(1))
+    original = invite.copy()
+    assert h.request(invite).retrieval_target == BOB.contact
+    h.drain()
+    h.relay(h.f.response(original, 481, call=retrieve), original)
+    [restored] = h.engine.appearances(AOR)
+    assert (restored.state, restored.owner, restored.call_id, restored.to_tag) == (
+        S.HELD,
+        A.contact,
+        held.call_id,
+        held.to_tag,
+    )
+    first = h.notifies()[0]
+    assert first.call_info.startswith(f"{idx(1)};appearance-state=held")
+
+
+def test_owner_may_pick_up_its_own_private_hold(h: Harness) -> None:
+    call, _ = h.outgoing(A, BOB)
+    private = f"{idx(1)};appearance-state=held-private"
+    h.request(h.f.invite(call, body=sdp("sendonly"), call_info=private))
+    own = h.f.new_call(A, Party("line", AOR, BOB.contact), ruri=AOR)
+    outcome = h.request(h.f.invite(own, call_info=idx(1)))
+    assert outcome.reject is None and outcome.retrieval_target == BOB.contact
+
+
+def test_bye_from_answering_member_without_call_info(h: Harness) -> None:
+    # decisions.md #2: issue #341 - the tags are reversed for an answered call.
+    call = h.f.new_call(CAROL, Party("line", AOR, B.contact))
+    invite = h.f.invite(call)
+    original = invite.copy()
+    h.request(invite)
+    call.answerer = B.contact
+    h.relay(h.f.response(original, 200, call=call, contact=B.contact, body=sdp()), original)
+    h.ack(h.f.ack(call))
+    h.drain()
+    h.request(h.f.bye(call, by="callee"))
+    assert h.states() == {}
+    assert [n.call_info for n in h.notifies()] == [WILDCARD, WILDCARD]
+
+
+def test_answered_call_whose_ack_we_never_see_is_promoted_not_purged(h: Harness) -> None:
+    call = h.f.new_call(CAROL, Party("line", AOR, B.contact))
+    invite = h.f.invite(call)
+    original = invite.copy()
+    h.request(invite)
+    h.relay(h.f.response(original, 200, call=call, contact=B.contact, body=sdp()), original)
+    h.drain()
+    h.advance(120)
+    h.engine.handle_timer(h.now)
+    assert h.states() == {1: "active"}
+    assert h.notifies() == []  # same wire state: nothing to tell
+
+
+def test_stale_pending_without_dialog_is_purged() -> None:
+    h = Harness()
+    pending = Appearance(aor=AOR, index=2, state=S.ACTIVE_PENDING, changed_at=NOW - 100)
+    h.engine.restore([], [pending], now=NOW)
+    h.engine.handle_timer(NOW)
+    assert h.states() == {}
+
+
+def test_hold_in_ack_and_resume(h: Harness) -> None:
+    call, _ = h.outgoing(A, BOB)
+    h.ack(h.f.ack(call, body=sdp("inactive")))
+    assert h.states() == {1: "held"}
+    h.ack(h.f.ack(call, body=sdp("sendrecv")))
+    assert h.states() == {1: "active"}
+
+
+def test_non_tracked_messages_and_garbage(h: Harness) -> None:
+    request = h.f.request("OPTIONS", h.f.new_call(A, BOB))
+    assert h.request(request).reject is None
+    broken = h.f.invite(h.f.new_call(A, BOB))
+    broken.headers.set("From", "<<<")
+    assert h.request(broken).reject is None
+    assert h.drain() == []
+
+
+# --------------------------------------------------------------------------- NOTIFY details
+
+
+def test_strict_router_route_set() -> None:
+    h = Harness()
+    sub = h.f.new_sub(A)
+    h.subscribe(sub, record_route=("<sip:p2.example.com>", "<sip:p1.example.com;lr>"))
+    [notify] = h.notifies()
+    assert notify.target == "sip:p2.example.com"
+    assert notify.request.headers.get("route") == f"<sip:p1.example.com;lr>, <{A.contact}>"
+
+
+def test_flow_is_remembered_and_refreshed() -> None:
+    h = Harness()
+    sub = h.f.new_sub(A)
+    h.engine.handle_subscribe(h.f.subscribe(sub), now=h.now, flow="tcp:192.0.2.10:40000")
+    sub.to_tag = "T1"
+    [first] = [e for e in h.drain() if isinstance(e, SendNotify)]
+    assert first.flow == "tcp:192.0.2.10:40000"
+    h.engine.handle_subscribe(h.f.subscribe(sub), now=h.now, flow="tcp:192.0.2.10:40001")
+    [second] = [e for e in h.drain() if isinstance(e, SendNotify)]
+    assert second.flow == "tcp:192.0.2.10:40001"
+
+
+def test_cseq_keeps_growing_when_the_dialog_is_replaced(h: Harness) -> None:
+    h.engine.rpc_seize_appearance(AOR, A.contact, now=h.now)
+    before = [n.cseq for n in h.notifies() if n.target == A.contact]
+    h.subscribe(h.f.new_sub(A))  # reboot: new dialog
+    after = [n.cseq for n in h.notifies() if n.target == A.contact]
+    assert min(after) > max(before)
+
+
+def test_notify_result_handling(h: Harness) -> None:
+    key = (AOR, ScaEvent.CALL_INFO, A.contact)
+    h.engine.on_notify_result(key, 1, 200, now=h.now)
+    h.engine.on_notify_result(key, 1, 503, now=h.now)
+    assert h.drain() == [] and h.engine.stats()["notifies_failed"] == 1
+    h.subscribe(h.f.new_sub(A))  # the phone re-subscribes with a new dialog
+    h.drain()
+    h.engine.on_notify_result(key, 1, 481, now=h.now)  # late 481 of the old dialog
+    assert h.drain() == []
+    h.engine.on_notify_result(key, 0, None, now=h.now)  # 0 = CSeq unknown
+    assert h.drain() == [DeleteSubscription(key=key)]
+    h.engine.on_notify_result(key, 0, None, now=h.now)  # already gone
+    assert h.drain() == []
+
+
+# --------------------------------------------------------------------------- restore, timers, stats
+
+
+def _sub(contact: str, **kw: object) -> Subscription:
+    values: dict[str, object] = {
+        "subscriber": contact,
+        "aor": AOR,
+        "event": ScaEvent.CALL_INFO,
+        "expires_at": int(NOW) + 600,
+        "state": SubscriptionState.ACTIVE,
+        "call_id": f"cid-{contact}",
+        "from_tag": "ft",
+        "to_tag": "tt",
+        "notify_cseq": 7,
+    }
+    values.update(kw)
+    return Subscription(**values)  # type: ignore[arg-type]
+
+
+def test_restore() -> None:
+    h = Harness()
+    assert h.engine.get_timer() is None
+    stored = [
+        _sub(A.contact),
+        _sub(B.contact, expires_at=int(NOW) - 1),
+        _sub(C.contact, state=SubscriptionState.TERMINATED),
+    ]
+    h.engine.restore(stored, [], now=NOW)
+    effects = h.drain()
+    assert DeleteSubscription(key=(AOR, ScaEvent.CALL_INFO, B.contact)) in effects
+    assert DeleteSubscription(key=(AOR, ScaEvent.CALL_INFO, C.contact)) in effects
+    [persisted] = [e.subscription for e in effects if isinstance(e, PersistSubscription)]
+    assert persisted.notify_cseq == 7 + CSEQ_RESTORE_GAP
+    assert stored[0].notify_cseq == 7  # the caller's objects are not touched
+    assert h.engine.is_line(AOR)
+    assert h.engine.get_timer() == NOW  # purge due at once after a restart
+
+
+def test_timer_schedule() -> None:
+    h = Harness()
+    h.subscribe(h.f.new_sub(A))
+    assert h.engine.get_timer() == NOW + 120
+    h.engine.handle_timer(NOW + 60)  # not due: nothing
+    assert h.engine.get_timer() == NOW + 120
+    h.engine.handle_timer(NOW + 130)
+    assert h.engine.get_timer() == NOW + 250
+
+
+def test_stats(h: Harness) -> None:
+    h.seize(h.f.new_sub(A, "line-seize"), 0)
+    stats = h.engine.stats()
+    assert stats["subscriptions_call_info"] == 2
+    assert stats["subscriptions_line_seize"] == 1
+    assert stats["appearances_seized"] == 1 and stats["appearances_active"] == 0
+    assert stats["notifies_sent"] == 2 + 1 + 2
+
+
+def test_every_state_change_is_one_log_line_and_one_effect(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sipsca.sca")
+    call, _ = h.outgoing(A, BOB)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("appearance ")]
+    assert lines == [
+        f"appearance {AOR} index 1 idle -> seized owner={A.contact} call-id={call.call_id}",
+        f"appearance {AOR} index 1 seized -> progressing owner={A.contact} call-id={call.call_id}",
+        f"appearance {AOR} index 1 progressing -> active owner={A.contact} call-id={call.call_id}",
+    ]
+    changes = [(e.old, e.new) for e in h.drain() if isinstance(e, AppearanceChanged)]
+    assert changes == [(S.IDLE, S.SEIZED), (S.SEIZED, S.PROGRESSING), (S.PROGRESSING, S.ACTIVE)]
+
+
+def test_ringing_after_retrieval_keeps_the_appearance_active(h: Harness) -> None:
+    # Kamailio shows the retrieved call "progressing" on the remote party's 180 (trace 13).
+    call, _ = h.outgoing(A, BOB)
+    h.request(h.f.invite(call, body=sdp("sendonly"), call_info=idx(1)))
+    retrieve = h.f.new_call(B, Party("line", AOR, BOB.contact), ruri=AOR)
+    invite = h.f.invite(retrieve, call_info=idx(1))
+    original = invite.copy()
+    h.request(invite)
+    h.drain()
+    h.relay(h.f.response(original, 180, call=retrieve, contact=BOB.contact), original)
+    assert h.states() == {1: "active"} and h.notifies() == []
+
+
+def test_reinvite_answer_keeps_the_caller_id_of_an_answered_call(h: Harness) -> None:
+    call = h.f.new_call(CAROL, Party("line", AOR, B.contact))
+    invite = h.f.invite(call)
+    original = invite.copy()
+    h.request(invite)
+    call.answerer = B.contact
+    h.relay(h.f.response(original, 200, call=call, contact=B.contact, body=sdp()), original)
+    h.ack(h.f.ack(call))
+    reinvite = h.f.invite(call, by="callee", body=sdp("sendonly"))
+    original = reinvite.copy()
+    h.request(reinvite)
+    h.relay(h.f.response(original, 200, contact="sip:c0ffee@203.0.113.9", body=sdp()), original)
+    [appearance] = h.engine.appearances(AOR)
+    assert appearance.uri == r"\"Carol\" <sip:carol@carrier.net>"
+    assert appearance.state is S.HELD
+
+
+def test_deactivate_all_skips_terminated_subscriptions(h: Harness) -> None:
+    h.subscribe(h.f.new_sub(A), expires=0)  # out-of-dialog unsubscribe (reboot rule)
+    h.drain()
+    assert h.engine.rpc_deactivate_all_subscriptions(now=h.now) == [
+        f"Deactivating call-info subscription from {B.contact}"
+    ]
+
+
+def test_expired_but_unpurged_subscriptions_get_no_broadcast() -> None:
+    h = Harness()
+    h.subscribe(h.f.new_sub(A), expires=30)
+    h.subscribe(h.f.new_sub(B))
+    h.drain()
+    h.advance(60)  # A expired, the purge has not run yet
+    h.engine.rpc_seize_appearance(AOR, B.contact, now=h.now)
+    assert [n.target for n in h.notifies()] == [B.contact]
+
+
+def test_event_name_is_case_insensitive(h: Harness) -> None:
+    reply = h.subscribe(h.f.new_sub(C), event="Call-Info")
+    assert reply.status == 202 and reply.headers.get("event") == "call-info"
+
+
+def test_line_seize_unsubscribe_without_index_releases_the_stored_one(h: Harness) -> None:
+    ls = h.f.new_sub(A, "line-seize")
+    h.seize(ls, 2)
+    h.drain()
+    assert h.seize(ls, 0, expires=0).status == 200
+    assert h.states() == {}
+    assert h.notifies()[0].call_info == idx(2)
+
+
+def test_ack_matching_no_appearance_sends_nothing(h: Harness) -> None:
+    # Kamailio broadcasts for a called line on every ACK.
+    stray = h.f.new_call(CAROL, Party("line", AOR, B.contact))
+    stray.to_tag = "unknown"
+    h.ack(h.f.ack(stray))
+    assert h.drain() == []
