@@ -148,7 +148,7 @@ _UNIQUE_RE = re.compile(rb"(branch=z9hG4bK|tag=|Call-ID: )")
 
 def variants(data: bytes, count: int) -> list[bytes]:
     """``count`` copies of ``data`` with distinct branches, tags and Call-IDs."""
-    return [_UNIQUE_RE.sub(lambda m, i=i: m.group(1) + b"v%d-" % i, data) for i in range(count)]
+    return [_UNIQUE_RE.sub(rb"\g<1>v%d-" % i, data) for i in range(count)]
 
 
 def rate(action: Callable[[], object], seconds: float, max_iterations: int, repeat: int) -> float:

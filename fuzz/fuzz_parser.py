@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import random
 import sys
 from collections.abc import Callable
@@ -194,7 +195,7 @@ def run_loop(iterations: int, seed: int) -> int:
 def main(argv: list[str]) -> int:
     """Run under atheris when it is importable (and --iterations is not given), else the loop."""
     try:
-        import atheris  # type: ignore[import-not-found]
+        atheris = importlib.import_module("atheris")
     except ImportError:
         atheris = None
     if atheris is not None and "--iterations" not in argv:

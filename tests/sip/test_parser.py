@@ -388,8 +388,8 @@ def test_make_response_copies_the_right_headers() -> None:
     assert resp.to_tag == "t1" and resp.headers.get("via") == msg.headers.get("via")
     assert make_response(msg, 100).to_tag is None
     tagged = make_response(
-        parse_message(OK.replace(b"SIP/2.0 200 OK", b"BYE sip:a@b SIP/2.0")), 200, to_tag="new"
-    )  # type: ignore[arg-type]
+        req(OK.replace(b"SIP/2.0 200 OK", b"BYE sip:a@b SIP/2.0")), 200, to_tag="new"
+    )
     assert tagged.to_tag == "srv"
     assert make_response(msg, 486, "Busy Here Now").reason == "Busy Here Now"
     assert b"Content-Length: 0\r\n" in resp.to_bytes()

@@ -170,7 +170,7 @@ def parse_listen(text: str) -> tuple[str, str, int]:
         raise ConfigError(
             f"server.listen: {text!r} is not transport:host:port (transport udp, tcp or tls)"
         )
-    if not 0 < int(port) < 65536:
+    if not 0 <= int(port) < 65536:
         raise ConfigError(f"server.listen: port {port} out of range")
     return transport, host, int(port)
 

@@ -33,7 +33,7 @@ from sipsca.sca.effects import (
 from sipsca.sca.engine import ScaEngine
 from sipsca.sca.model import AppearanceState, ScaEvent
 from sipsca.sip.address import Flow, parse_flow
-from sipsca.sip.fields import parse_name_addr
+from sipsca.sip.fields import Via, parse_name_addr
 from sipsca.sip.message import SipRequest, SipResponse
 from sipsca.sip.parser import ParserLimits, parse_message
 from sipsca.sip.uri import SipUri
@@ -63,6 +63,22 @@ SubscriptionKey = tuple[str, ScaEvent, str]
 
 def new_token() -> str:
     return secrets.token_hex(8)
+
+
+def stamp_via(request: SipRequest, source: Flow) -> None:
+    """Add ``received`` (RFC 3261 18.2.1) and fill ``rport`` (RFC 3581 4) in the top Via."""
+    via = request.top_via
+    rport_empty = via.param("rport") == ""
+    if via.host == source.host and not rport_empty:
+        return
+    params = [(k, v) for k, v in via.params if k.lower() not in ("received", "rport")]
+    if via.has_param("rport"):
+        params.append(("rport", str(source.port)))
+    if via.host != source.host or rport_empty:
+        params.append(("received", source.host))
+    value = str(Via(transport=via.transport, host=via.host, port=via.port, params=tuple(params)))
+    request.headers.pop_first_value("via")
+    request.headers.prepend("Via", value)
 
 
 class SipApplication:
@@ -107,7 +123,7 @@ class SipApplication:
             observe=self.metrics.db_observe,
         )
         self.bindings: dict[str, dict[str, Binding]] = {}
-        self.notifies: dict[str, SubscriptionKey] = {}
+        self.notifies: dict[str, tuple[SubscriptionKey, int]] = {}
         self.local_hosts: set[tuple[str, int | None]] = set()
         self.router: RequestRouter = RequestRouter(self)
         self.proxy: ProxyCore = ProxyCore(self)
@@ -139,10 +155,16 @@ class SipApplication:
             if listener.port in (5060, 5061):
                 self.local_hosts.add((listener.host, None))
         adv = self.config.server.advertised_address
+        ports = {listener.port for listener in listeners}
         for item in (adv, *self.config.server.domains):
             if item:
+                # A domain without a port is ours on the default port and on every listener.
                 name, _, number = item.partition(":")
-                self.local_hosts.add((name.lower(), int(number) if number else None))
+                if number:
+                    self.local_hosts.add((name.lower(), int(number)))
+                else:
+                    self.local_hosts.add((name.lower(), None))
+                    self.local_hosts.update((name.lower(), port) for port in ports)
         self.router.configure()
         self.writeback.start()
         self.pump()
@@ -186,6 +208,7 @@ class SipApplication:
         try:
             if isinstance(msg, SipRequest):
                 self.metrics.message_in("request", msg.method, "")
+                stamp_via(msg, flow)
                 self.tl.receive_request(msg, source=flow, now=self.clock.monotonic())
             else:
                 assert isinstance(msg, SipResponse)
@@ -316,19 +339,19 @@ class SipApplication:
             dest = self.resolver.resolve_now(target)
         if dest is None:
             logger.warning("cannot resolve NOTIFY destination %s", target)
-            self.sca.on_notify_result(effect.key, 0, None, now=self.clock.time())
+            self.sca.on_notify_result(effect.key, request.cseq.number, None, now=self.clock.time())
             return
         request.headers.prepend("Via", self.router.via_value(dest, "z9hG4bK" + new_token()))
         key = self.send_request(request, dest)
-        self.notifies[key] = effect.key
+        self.notifies[key] = (effect.key, request.cseq.number)
 
     def _notify_result(self, key: str, status: int | None) -> None:
         if status is not None and status < 200:
             return
-        sub_key = self.notifies.pop(key)
+        sub_key, cseq = self.notifies.pop(key)
         if status is None or status >= 300:
             self.metrics.notify_failed("timeout" if status is None else str(status))
-        self.sca.on_notify_result(sub_key, 0, status, now=self.clock.time())
+        self.sca.on_notify_result(sub_key, cseq, status, now=self.clock.time())
 
     # ------------------------------------------------------------------ timers
     def _arm_timers(self) -> None:

@@ -110,7 +110,7 @@ class RequestRouter:
             self.on_ack(request, source)
             return
         problem = validate_request(request)
-        if problem is not None:
+        if problem is not None and not self._sca_validates(request):
             self.reply(request, key, problem[0], problem[1])
             return
         rejection = check_request(request, supported=SUPPORTED, is_myself=self.is_myself)
@@ -143,6 +143,15 @@ class RequestRouter:
                 self.reply(request, key, 403, "Not relaying")
                 return
         self.initial(request, source, key, identity=None)
+
+    def _sca_validates(self, request: SipRequest) -> bool:
+        """SCA SUBSCRIBEs to us are validated by the engine, with Kamailio's reason phrases."""
+        if request.method != "SUBSCRIBE":
+            return False
+        try:
+            return request.event in SCA_EVENTS and self.is_myself(request.ruri)
+        except RemoteProtocolError:
+            return False
 
     def _from_local(self, request: SipRequest) -> bool:
         try:

@@ -12,6 +12,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from sipsca.errors import RemoteProtocolError
 from sipsca.sip.address import Flow
@@ -43,8 +44,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) <= 4 and not data.strip():
@@ -70,13 +70,12 @@ class _StreamProtocol(asyncio.Protocol):
         self._idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.flow = Flow(self.name, str(peer[0]), int(peer[1]))
         self.manager.register_connection(self.flow, self)
         for data in self.pending:
-            transport.write(data)
+            self.transport.write(data)
         self.pending.clear()
         if not self.connected.done():
             self.connected.set_result(None)

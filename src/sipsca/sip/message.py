@@ -215,6 +215,10 @@ class SipMessage:
     def _start_line(self) -> str:
         raise NotImplementedError
 
+    def copy(self) -> SipMessage:
+        """An independent copy (headers copied; body bytes shared, they are immutable)."""
+        raise NotImplementedError
+
     def to_bytes(self) -> bytes:
         """Serialise with a Content-Length that matches the body.
 
