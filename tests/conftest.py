@@ -13,8 +13,8 @@ import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # makes tests/helpers importable
 
-from helpers.phone import Ladder, Phone  # noqa: E402
-from helpers.server import KamailioProcess, SipscaProcess, kamailio_available  # noqa: E402
+from helpers.phone import Ladder, Phone
+from helpers.server import KamailioProcess, SipscaProcess, kamailio_available
 
 
 @pytest.fixture
@@ -49,7 +49,9 @@ def _require_kamailio() -> None:
     if not kamailio_available():
         if os.environ.get("CI"):
             pytest.fail("kamailio/kamcmd not installed (CI must run .ci/kamailio.sh first)")
-        pytest.skip("kamailio binary not installed (run .ci/kamailio.sh); set CI=1 to make this fail")
+        pytest.skip(
+            "kamailio binary not installed (run .ci/kamailio.sh); set CI=1 to make this fail"
+        )
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+
 from helpers.phone import Ladder
 from helpers.sca import Line
 from helpers.server import KamailioProcess, SipscaProcess, kamailio_available
@@ -30,7 +31,9 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def sca_server(tmp_path: Path, sipsca_factory: Callable[..., SipscaProcess]) -> Iterator[Callable[..., Any]]:
+def sca_server(
+    tmp_path: Path, sipsca_factory: Callable[..., SipscaProcess]
+) -> Iterator[Callable[..., Any]]:
     """``start(config=None) -> server`` with FAST timers merged under ``config``."""
     against = os.environ.get("SIPSCA_E2E_AGAINST", "sipsca")
     kams: list[KamailioProcess] = []
@@ -40,8 +43,9 @@ def sca_server(tmp_path: Path, sipsca_factory: Callable[..., SipscaProcess]) -> 
         if against == "kamailio":
             if not kamailio_available():
                 pytest.skip("kamailio not installed")
-            k = KamailioProcess(tmp_path / f"kam{len(kams)}",
-                                purge=int(cfg["sca"].get("purge_expired_interval", 1)))
+            k = KamailioProcess(
+                tmp_path / f"kam{len(kams)}", purge=int(cfg["sca"].get("purge_expired_interval", 1))
+            )
             kams.append(k)
             return k.start()
         return sipsca_factory(cfg, **kw)
@@ -52,7 +56,9 @@ def sca_server(tmp_path: Path, sipsca_factory: Callable[..., SipscaProcess]) -> 
 
 
 @pytest_asyncio.fixture
-async def make_line(sca_server: Callable[..., Any], ladder: Ladder) -> AsyncIterator[Callable[..., Any]]:
+async def make_line(
+    sca_server: Callable[..., Any], ladder: Ladder
+) -> AsyncIterator[Callable[..., Any]]:
     """``await make_line(config=None) -> Line`` on a fresh server; phones closed at teardown."""
     lines: list[Line] = []
 

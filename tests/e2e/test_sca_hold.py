@@ -12,10 +12,14 @@ BOB_URI = '\\"Bob\\" <sip:bob@127.0.0.1>'
 
 
 async def appearances(line: Line) -> list[tuple[int, str]]:
-    return sorted((int(r.split()[1]), r.split()[2]) for r in await line.server.arpc("sca.all_appearances"))
+    return sorted(
+        (int(r.split()[1]), r.split()[2]) for r in await line.server.arpc("sca.all_appearances")
+    )
 
 
-async def established(make_line: Any, config: dict[str, Any] | None = None) -> tuple[Line, Phone, Phone, Phone, Call]:
+async def established(
+    make_line: Any, config: dict[str, Any] | None = None
+) -> tuple[Line, Phone, Phone, Phone, Call]:
     """Scenario 28's state: A (index 1) talks to bob; all NOTIFYs so far consumed."""
     line: Line = await make_line(config)
     a = await line.member("A")
@@ -48,24 +52,39 @@ async def test_scenario_38_hold_private(make_line: Any) -> None:
     """Same with ``Call-Info: ...;appearance-index=1;appearance-state=held-private`` ->
     ``held-private``."""
     line, a, _, _, call = await established(make_line)
-    await hold(line, a, call, direction="sendonly",
-               call_info=(line.seize_ci % 1) + ";appearance-state=held-private")
+    await hold(
+        line,
+        a,
+        call,
+        direction="sendonly",
+        call_info=(line.seize_ci % 1) + ";appearance-state=held-private",
+    )
     await line.broadcast(full(ci(1, "held-private", BOB_URI)))
 
 
 async def test_scenario_39_hold_zero_address(make_line: Any) -> None:
     """``c=IN IP4 0.0.0.0`` instead of sendonly -> ``held``."""
     line, a, _, _, call = await established(make_line)
-    await hold(line, a, call, sdp=make_sdp("sendrecv", conn="0.0.0.0", version=5),
-               call_info=line.seize_ci % 1)
+    await hold(
+        line,
+        a,
+        call,
+        sdp=make_sdp("sendrecv", conn="0.0.0.0", version=5),
+        call_info=line.seize_ci % 1,
+    )
     await line.broadcast(full(ci(1, "held", BOB_URI)))
 
 
 async def test_scenario_40_hold_session_level(make_line: Any) -> None:
     """[R] decisions.md 5: only a session-level ``a=sendonly`` -> ``held`` (Kamailio: active)."""
     line, a, _, _, call = await established(make_line)
-    await hold(line, a, call, sdp=make_sdp(None, session_direction="sendonly", version=5),
-               call_info=line.seize_ci % 1)
+    await hold(
+        line,
+        a,
+        call,
+        sdp=make_sdp(None, session_direction="sendonly", version=5),
+        call_info=line.seize_ci % 1,
+    )
     await line.broadcast(full(ci(1, "held", BOB_URI)))
 
 
@@ -86,7 +105,14 @@ async def test_scenario_42_music_on_hold_ack(make_line: Any) -> None:
     """Polycom MOH: re-INVITE without body -> ``active``; its ACK carries SDP ``a=sendonly``
     -> ``held``, broadcast."""
     line, a, _, _, call = await established(make_line)
-    await hold(line, a, call, sdp=b"", call_info=line.seize_ci % 1, ack_body=make_sdp("sendonly", version=7))
+    await hold(
+        line,
+        a,
+        call,
+        sdp=b"",
+        call_info=line.seize_ci % 1,
+        ack_body=make_sdp("sendonly", version=7),
+    )
     await line.broadcast(full(ci(1, "held", BOB_URI)), strict=False)
     await line.settle()
     assert await appearances(line) == [(1, "held")]
@@ -159,8 +185,13 @@ async def test_scenario_45_retrieve_private_hold(make_line: Any) -> None:
     """[R] decisions.md 4: retrieving a ``held-private`` appearance from another member ->
     403 Forbidden (Kamailio: processed as an ordinary INVITE)."""
     line, a, b, bob, call = await established(make_line)
-    await hold(line, a, call, direction="sendonly",
-               call_info=(line.seize_ci % 1) + ";appearance-state=held-private")
+    await hold(
+        line,
+        a,
+        call,
+        direction="sendonly",
+        call_info=(line.seize_ci % 1) + ";appearance-state=held-private",
+    )
     await line.broadcast(full(ci(1, "held-private", BOB_URI)), strict=False)
     n_before = len(bob.incoming)
     retrieve = await b.invite(AOR, call_info=line.seize_ci % 1)

@@ -15,10 +15,15 @@ CAROL_URI = '\\"Carol\\" <sip:carol@carrier.invalid>'
 
 
 async def appearances(server: Any) -> list[tuple[str, int, str]]:
-    return sorted((r.split()[0], int(r.split()[1]), r.split()[2]) for r in await server.arpc("sca.all_appearances"))
+    return sorted(
+        (r.split()[0], int(r.split()[1]), r.split()[2])
+        for r in await server.arpc("sca.all_appearances")
+    )
 
 
-async def incoming_setup(make_line: Any, config: dict[str, Any] | None = None) -> tuple[Line, Phone, Phone, Phone]:
+async def incoming_setup(
+    make_line: Any, config: dict[str, Any] | None = None
+) -> tuple[Line, Phone, Phone, Phone]:
     line: Line = await make_line(config)
     a = await line.member("A", uas="ring")
     b = await line.member("B", uas="manual")
@@ -119,9 +124,12 @@ async def test_scenario_52_line_without_subscribers(make_line: Any) -> None:
     bob = await line.callee(uas="answer", answer_delay=0.05)
     d, r = await a.subscribe("call-info", 1)
     assert r.status == 202
-    await a.expect_notify("call-info", call_id=d.call_id,
-                          predicate=lambda n: "terminated" in (n.headers.get("subscription-state") or ""),
-                          timeout=5)
+    await a.expect_notify(
+        "call-info",
+        call_id=d.call_id,
+        predicate=lambda n: "terminated" in (n.headers.get("subscription-state") or ""),
+        timeout=5,
+    )
     await asyncio.sleep(1.5)
     call = await a.invite("bob")
     assert call.final is not None and call.final.status == 200
@@ -150,13 +158,21 @@ async def test_scenario_53_line_to_line_call(make_line: Any) -> None:
     call = await a.invite("2000", call_info=line.seize_ci % 1)
     assert call.final is not None and call.final.status == 200
     await line.broadcast(lambda v: f"{ci(1, 'active')};" in v, strict=False)
-    await c.expect_notify("call-info", call_id=d2.call_id,
-                          predicate=lambda n: f"{ci(1, 'active')};" in (call_info_of(n) or ""))
-    assert await appearances(line.server) == [(AOR, 1, "active"), ("sip:2000@127.0.0.1", 1, "active")]
+    await c.expect_notify(
+        "call-info",
+        call_id=d2.call_id,
+        predicate=lambda n: f"{ci(1, 'active')};" in (call_info_of(n) or ""),
+    )
+    assert await appearances(line.server) == [
+        (AOR, 1, "active"),
+        ("sip:2000@127.0.0.1", 1, "active"),
+    ]
     line.drain()
     assert (await a.bye(call)).status == 200
     await line.broadcast(WILDCARD, strict=False)
-    await c.expect_notify("call-info", call_id=d2.call_id, predicate=lambda n: call_info_of(n) == WILDCARD)
+    await c.expect_notify(
+        "call-info", call_id=d2.call_id, predicate=lambda n: call_info_of(n) == WILDCARD
+    )
     assert await appearances(line.server) == []
 
 
@@ -177,9 +193,18 @@ async def test_scenario_54_other_methods_ignored(make_line: Any) -> None:
     for method in ("INFO", "UPDATE"):
         r = await a.request(method, dialog=call.dialog, headers=[("Call-Info", value)])
         assert r.status == 200, (method, r)
-    r = await a.request("MESSAGE", "sip:bob@127.0.0.1", headers=[("Call-Info", value)],
-                        body=b"hello", content_type="text/plain")
+    r = await a.request(
+        "MESSAGE",
+        "sip:bob@127.0.0.1",
+        headers=[("Call-Info", value)],
+        body=b"hello",
+        content_type="text/plain",
+    )
     assert r.status == 200
-    got = {req.method: call_info_of(req) for req in bob.requests if req.method in ("INFO", "UPDATE", "MESSAGE")}
+    got = {
+        req.method: call_info_of(req)
+        for req in bob.requests
+        if req.method in ("INFO", "UPDATE", "MESSAGE")
+    }
     assert got == {"INFO": value, "UPDATE": value, "MESSAGE": value}
     await line.no_notify()

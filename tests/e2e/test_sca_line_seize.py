@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from helpers.phone import call_info_of
 from helpers.sca import WILDCARD, Line, ci, full, sub_state
 
@@ -90,8 +91,12 @@ async def test_scenario_18_next_free_index(line: Line) -> None:
 async def test_scenario_19_line_without_call_info_subscription(line: Line) -> None:
     """line-seize for ``sip:2000@127.0.0.1``, which never had a call-info subscription ->
     500 Internal Server Error - seize appearance index."""
-    _, r = await line["A"].subscribe("line-seize", 15, aor="sip:2000@127.0.0.1",
-                                     call_info="<sip:2000@127.0.0.1>;appearance-index=1")
+    _, r = await line["A"].subscribe(
+        "line-seize",
+        15,
+        aor="sip:2000@127.0.0.1",
+        call_info="<sip:2000@127.0.0.1>;appearance-index=1",
+    )
     assert (r.status, r.reason) == (500, "Internal Server Error - seize appearance index")
 
 

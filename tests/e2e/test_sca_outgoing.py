@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from helpers.phone import Call, IncomingCall, Phone, call_info_of
 from helpers.sca import WILDCARD, Line, ci, full, sub_state
 
@@ -16,10 +17,14 @@ BOB_URI = '\\"Bob\\" <sip:bob@127.0.0.1>'
 
 
 async def appearances(line: Line) -> list[tuple[int, str]]:
-    return sorted((int(r.split()[1]), r.split()[2]) for r in await line.server.arpc("sca.all_appearances"))
+    return sorted(
+        (int(r.split()[1]), r.split()[2]) for r in await line.server.arpc("sca.all_appearances")
+    )
 
 
-async def setup(make_line: Any, bob_uas: str | int = "manual", a_transport: str = "udp") -> tuple[Line, Phone, Phone, Phone, Any]:
+async def setup(
+    make_line: Any, bob_uas: str | int = "manual", a_transport: str = "udp"
+) -> tuple[Line, Phone, Phone, Phone, Any]:
     line: Line = await make_line()
     a = await line.member("A", transport=a_transport)
     b = await line.member("B")
@@ -28,15 +33,19 @@ async def setup(make_line: Any, bob_uas: str | int = "manual", a_transport: str 
     return line, a, b, bob, seize
 
 
-async def place_call(line: Line, a: Phone, bob: Phone, *, call_info: bool = True) -> tuple[Call, IncomingCall]:
-    call = await a.invite("bob", call_info=(line.seize_ci % 1) if call_info else None,
-                          to_display='"Bob"', wait=False)
+async def place_call(
+    line: Line, a: Phone, bob: Phone, *, call_info: bool = True
+) -> tuple[Call, IncomingCall]:
+    call = await a.invite(
+        "bob", call_info=(line.seize_ci % 1) if call_info else None, to_display='"Bob"', wait=False
+    )
     inc = await bob.wait_incoming()
     return call, inc
 
 
 async def test_scenario_25_invite_strips_call_info(make_line: Any) -> None:
-    """The relayed INVITE carries no Call-Info; the group gets ``1 seized`` again (dialog stored)."""
+    """The relayed INVITE carries no Call-Info; the group gets ``1 seized`` again (dialog
+    stored)."""
     line, a, _, bob, _ = await setup(make_line)
     _, inc = await place_call(line, a, bob)
     assert call_info_of(inc.invite) is None
@@ -86,7 +95,9 @@ async def test_scenario_28_answer(make_line: Any, transport: str) -> None:
     await line.broadcast(full(ci(1, "active", BOB_URI)))
 
 
-async def answered(make_line: Any, **kw: Any) -> tuple[Line, Phone, Phone, Phone, Call, IncomingCall]:
+async def answered(
+    make_line: Any, **kw: Any
+) -> tuple[Line, Phone, Phone, Phone, Call, IncomingCall]:
     line, a, b, bob, _ = await setup(make_line, **kw)
     call, inc = await place_call(line, a, bob)
     await bob.provisional(inc, 180)
@@ -156,8 +167,11 @@ async def test_scenario_33_proxy_failure(make_line: Any) -> None:
     line, a, _, bob, seize = await setup(make_line, bob_uas=407)
     call = await a.invite("nobody", call_info=line.seize_ci % 1)
     assert call.final is not None and call.final.status == 404
-    n = await a.expect_notify("line-seize", call_id=seize.call_id,
-                              predicate=lambda n: "terminated" in (n.headers.get("subscription-state") or ""))
+    n = await a.expect_notify(
+        "line-seize",
+        call_id=seize.call_id,
+        predicate=lambda n: "terminated" in (n.headers.get("subscription-state") or ""),
+    )
     assert sub_state(n) == ("terminated;reason=noresource", None)
     await line.broadcast(WILDCARD, strict=False)
     assert await appearances(line) == []

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+
 from helpers.phone import call_info_of
 from helpers.sca import WILDCARD, Line, ci, full, sub_state
 from helpers.server import RpcError
@@ -17,7 +18,9 @@ BOB_URI = '\\"Bob\\" <sip:bob@127.0.0.1>'
 
 
 async def appearances(line: Line) -> list[tuple[int, str]]:
-    return sorted((int(r.split()[1]), r.split()[2]) for r in await line.server.arpc("sca.all_appearances"))
+    return sorted(
+        (int(r.split()[1]), r.split()[2]) for r in await line.server.arpc("sca.all_appearances")
+    )
 
 
 async def test_scenario_55_call_info_expiry(make_line: Any) -> None:
@@ -132,7 +135,10 @@ async def test_scenario_60_update_appearance(line: Line) -> None:
     assert (exc.value.code, exc.value.message) == (500, "busy: invalid state")
     with pytest.raises(RpcError) as exc:
         await line.server.arpc("sca.update_appearance", AOR, 9, "held")
-    assert (exc.value.code, exc.value.message) == (500, f"Failed to update {AOR} appearance-index 9")
+    assert (exc.value.code, exc.value.message) == (
+        500,
+        f"Failed to update {AOR} appearance-index 9",
+    )
     await line.no_notify()
 
 
@@ -183,5 +189,10 @@ async def test_scenario_63_all_appearances_during_call(line: Line) -> None:
     f = rows[0].split()
     assert f[:3] == [AOR, "1", "active"]
     assert abs(int(f[3]) - time.time()) < 30
-    assert f[4:] == [a.contact_uri, bob.contact_uri, call.dialog.call_id, call.dialog.local_tag,
-                     call.dialog.remote_tag]
+    assert f[4:] == [
+        a.contact_uri,
+        bob.contact_uri,
+        call.dialog.call_id,
+        call.dialog.local_tag,
+        call.dialog.remote_tag,
+    ]

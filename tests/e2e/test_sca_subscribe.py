@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from helpers.phone import Dialog, call_info_of
 from helpers.sca import WILDCARD, Line, ci, sub_state
 
@@ -93,15 +94,18 @@ async def test_scenario_03_bad_event(line: Line) -> None:
 
 async def test_scenario_04_bad_expires(line: Line) -> None:
     """``Expires: abc`` -> 400 Bad Shared Call Appearance Request, no NOTIFY."""
-    r = await line["A"].request("SUBSCRIBE", AOR, headers=[("Event", "call-info"), ("Expires", "abc")])
+    r = await line["A"].request(
+        "SUBSCRIBE", AOR, headers=[("Event", "call-info"), ("Expires", "abc")]
+    )
     assert (r.status, r.reason) == (400, "Bad Shared Call Appearance Request")
     await line.no_notify()
 
 
 async def test_scenario_05_from_without_tag(line: Line) -> None:
     """From without tag -> 400 Bad Shared Call Appearance Request."""
-    r = await line["A"].request("SUBSCRIBE", AOR, from_=f"<{AOR}>",
-                                headers=[("Event", "call-info"), ("Expires", "3600")])
+    r = await line["A"].request(
+        "SUBSCRIBE", AOR, from_=f"<{AOR}>", headers=[("Event", "call-info"), ("Expires", "3600")]
+    )
     assert (r.status, r.reason) == (400, "Bad Shared Call Appearance Request")
     await line.no_notify()
 
@@ -109,8 +113,9 @@ async def test_scenario_05_from_without_tag(line: Line) -> None:
 @pytest.mark.parametrize("contact", ["<sip:1000@127.0.0.1:7001>, <sip:1000@127.0.0.1:7002>", "*"])
 async def test_scenario_06_bad_contact(line: Line, contact: str) -> None:
     """Two Contacts, or ``Contact: *`` -> 400 Bad Shared Call Appearance Request."""
-    r = await line["A"].request("SUBSCRIBE", AOR, contact=contact,
-                                headers=[("Event", "call-info"), ("Expires", "3600")])
+    r = await line["A"].request(
+        "SUBSCRIBE", AOR, contact=contact, headers=[("Event", "call-info"), ("Expires", "3600")]
+    )
     assert (r.status, r.reason) == (400, "Bad Shared Call Appearance Request")
     await line.no_notify()
 

@@ -20,6 +20,7 @@ Every wait is bounded (default 5 s) and raises :class:`TimeoutError` with a read
 Messages are parsed and built with :mod:`sipsca.sip`.
 """
 
+# ruff: noqa: ASYNC109  (a bounded `timeout=` argument on every wait is this harness's API)
 from __future__ import annotations
 
 import asyncio
@@ -113,7 +114,12 @@ def _sdp_direction(body: bytes) -> str:
     return "sendrecv"
 
 
-_MIRROR = {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive", "hold": "recvonly"}
+_MIRROR = {
+    "sendonly": "recvonly",
+    "recvonly": "sendonly",
+    "inactive": "inactive",
+    "hold": "recvonly",
+}
 
 
 def strip_expires(sub_state: str | None) -> str | None:
@@ -242,7 +248,8 @@ class Call:
     async def wait_status(self, status: int, timeout: float = DEFAULT_TIMEOUT) -> SipResponse:
         return await self.phone.wait_for(
             lambda: next((r for r in self.tx.responses if r.status == status), None),
-            timeout, f"{status} to INVITE {self.dialog.call_id}",
+            timeout,
+            f"{status} to INVITE {self.dialog.call_id}",
         )
 
     async def wait_final(self, timeout: float = DEFAULT_TIMEOUT) -> SipResponse:
@@ -470,7 +477,9 @@ class Phone:
         self._conns[(peer[0], peer[1])] = writer
         await self._read_stream(reader, writer)
 
-    async def _read_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _read_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         framer = StreamFramer()
         try:
             while not self._closed:
@@ -578,13 +587,25 @@ class Phone:
                     inc.cancelled = True
                     self._uas_final(inc, 487, "Request Terminated")
         elif m == "SUBSCRIBE":
-            self._reply(req, via, 489, "Bad Event", key=key,
-                        extra=[("Allow-Events", "call-info, line-seize")])
+            self._reply(
+                req,
+                via,
+                489,
+                "Bad Event",
+                key=key,
+                extra=[("Allow-Events", "call-info, line-seize")],
+            )
         elif m == "BYE":
             ok = any(i.dialog.call_id == call_id for i in self.incoming) or any(
                 tx.request.call_id == call_id for tx in self._ctx.values()
             )
-            self._reply(req, via, 200 if ok else 481, "OK" if ok else "Call/Transaction Does Not Exist", key=key)
+            self._reply(
+                req,
+                via,
+                200 if ok else 481,
+                "OK" if ok else "Call/Transaction Does Not Exist",
+                key=key,
+            )
         else:
             self._reply(req, via, 200, "OK", key=key)
 
@@ -631,9 +652,18 @@ class Phone:
                 ver = inc.dialog.sdp_version
             else:
                 ver = 2
-            direction = _MIRROR.get(_sdp_direction(req.body), "sendrecv") if req.body else "sendrecv"
-            data = self._reply(req, via, 200, "OK", key=key, contact=True,
-                               body=make_sdp(direction, version=ver, port=41000))
+            direction = (
+                _MIRROR.get(_sdp_direction(req.body), "sendrecv") if req.body else "sendrecv"
+            )
+            data = self._reply(
+                req,
+                via,
+                200,
+                "OK",
+                key=key,
+                contact=True,
+                body=make_sdp(direction, version=ver, port=41000),
+            )
             if inc is not None:
                 inc.acked = False
                 inc.last_final = data
@@ -673,9 +703,14 @@ class Phone:
             if mode == "answer":
                 self._spawn(self._answer_later(inc, self.answer_delay))
 
-    def _uas_final(self, inc: IncomingCall, status: int, reason: str | None,
-                   key: tuple[str, str, str] | None = None,
-                   headers: Sequence[tuple[str, str]] = ()) -> None:
+    def _uas_final(
+        self,
+        inc: IncomingCall,
+        status: int,
+        reason: str | None,
+        key: tuple[str, str, str] | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
         if inc.final_status is not None:
             return
         inc.final_status = status
@@ -686,8 +721,17 @@ class Phone:
         extra = list(headers)
         if 300 <= status < 400 and not any(k.lower() == "contact" for k, _ in extra):
             extra.append(("Contact", f"<sip:redirected@{self.domain}>"))
-        data = self._reply(req, inc.reply_to, status, reason or _reason(status), key=key,
-                           to_tag=inc.to_tag, contact=status < 300, body=body, extra=extra)
+        data = self._reply(
+            req,
+            inc.reply_to,
+            status,
+            reason or _reason(status),
+            key=key,
+            to_tag=inc.to_tag,
+            contact=status < 300,
+            body=body,
+            extra=extra,
+        )
         inc.last_final = data
         if 200 <= status < 300:
             self._spawn(self._retransmit_2xx(inc, inc.reply_to))
@@ -707,30 +751,55 @@ class Phone:
             await asyncio.sleep(interval)
             if inc.acked or self._closed or inc.last_final is None:
                 return
-            self.ladder.add(self.name, "->", b"(2xx retransmission) " + inc.last_final.split(b"\r\n", 1)[0])
+            self.ladder.add(
+                self.name, "->", b"(2xx retransmission) " + inc.last_final.split(b"\r\n", 1)[0]
+            )
             self._send_now(inc.last_final, via)
             interval = min(interval * 2, T2)
 
-    async def answer(self, inc: IncomingCall, status: int = 200, reason: str | None = None, *,
-                     headers: Sequence[tuple[str, str]] = ()) -> None:
+    async def answer(
+        self,
+        inc: IncomingCall,
+        status: int = 200,
+        reason: str | None = None,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
         """Send a final response to a ringing incoming INVITE (``"ring"``/``"manual"`` mode)."""
         self._uas_final(inc, status, reason, headers=headers)
 
-    async def provisional(self, inc: IncomingCall, status: int = 180, reason: str | None = None, *,
-                          headers: Sequence[tuple[str, str]] = (), contact: bool = True) -> None:
+    async def provisional(
+        self,
+        inc: IncomingCall,
+        status: int = 180,
+        reason: str | None = None,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        contact: bool = True,
+    ) -> None:
         """Send a provisional response (180, 181, 183...) to an incoming INVITE."""
-        self._reply(inc.invite, inc.reply_to, status, reason or _reason(status), to_tag=inc.to_tag,
-                    contact=contact, extra=headers)
+        self._reply(
+            inc.invite,
+            inc.reply_to,
+            status,
+            reason or _reason(status),
+            to_tag=inc.to_tag,
+            contact=contact,
+            extra=headers,
+        )
 
     async def wait_incoming(self, timeout: float = DEFAULT_TIMEOUT) -> IncomingCall:
-        return await self.wait_for(lambda: self.incoming[0] if self.incoming else None,
-                                   timeout, "incoming INVITE")
+        return await self.wait_for(
+            lambda: self.incoming[0] if self.incoming else None, timeout, "incoming INVITE"
+        )
 
     async def resend_final(self, inc: IncomingCall, times: int = 1) -> None:
         """Retransmit the last final response of an incoming call (duplicate-200 tests)."""
         assert inc.last_final is not None
         for _ in range(times):
-            self.ladder.add(self.name, "->", b"(forced retransmission) " + inc.last_final.split(b"\r\n", 1)[0])
+            self.ladder.add(
+                self.name, "->", b"(forced retransmission) " + inc.last_final.split(b"\r\n", 1)[0]
+            )
             self._send_now(inc.last_final, inc.reply_to)
 
     # ------------------------------------------------------------------ UAC core
@@ -772,7 +841,9 @@ class Phone:
         branch = req.top_via.branch or ""
         loop = asyncio.get_running_loop()
         data = await self._send_msg(req)
-        tx = ClientTransaction(req.method, branch, req, data, self.server, final=loop.create_future())
+        tx = ClientTransaction(
+            req.method, branch, req, data, self.server, final=loop.create_future()
+        )
         self._ctx[(branch, req.method)] = tx
         if self.retransmit and self.transport == "udp" and req.method != "ACK":
             tx.retransmit = self._spawn(self._retransmit_request(tx))
@@ -830,7 +901,12 @@ class Phone:
         """
         tx = await self._start_tx(req)
         resp = await self._final(tx, timeout)
-        if resp.status in (401, 407) and authenticate and self.credentials and req.method not in ("ACK", "CANCEL"):
+        if (
+            resp.status in (401, 407)
+            and authenticate
+            and self.credentials
+            and req.method not in ("ACK", "CANCEL")
+        ):
             again = self._authorized(req, resp)
             if again is not None:
                 if dialog is not None:
@@ -880,29 +956,47 @@ class Phone:
         if dialog is not None:
             dialog.local_cseq += 1
             req = self._build(
-                method, dialog.remote_target, from_=dialog.from_value(), to=dialog.to_value(),
-                call_id=dialog.call_id, cseq=dialog.local_cseq, route_set=dialog.route_set,
-                headers=headers, body=body, content_type=content_type, contact=contact,
+                method,
+                dialog.remote_target,
+                from_=dialog.from_value(),
+                to=dialog.to_value(),
+                call_id=dialog.call_id,
+                cseq=dialog.local_cseq,
+                route_set=dialog.route_set,
+                headers=headers,
+                body=body,
+                content_type=content_type,
+                contact=contact,
             )
             return await self.send_request(req, timeout, dialog=dialog)
         ruri = ruri or self.aor
         req = self._build(
-            method, ruri,
+            method,
+            ruri,
             from_=from_ or f"<{self.aor}>;tag={_rand(8)}",
             to=to or f"<{ruri}>",
             call_id=call_id or f"{method.lower()}-{self.name}-{_rand(10)}",
-            cseq=cseq, headers=headers, body=body, content_type=content_type, contact=contact,
+            cseq=cseq,
+            headers=headers,
+            body=body,
+            content_type=content_type,
+            contact=contact,
         )
         return await self.send_request(req, timeout)
 
     # ------------------------------------------------------------------ REGISTER
-    async def register(self, expires: int = 3600, *, aor_user: str | None = None,
-                       timeout: float = DEFAULT_TIMEOUT) -> SipResponse:
+    async def register(
+        self, expires: int = 3600, *, aor_user: str | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> SipResponse:
         aor = f"sip:{aor_user or self.user}@{self.domain}"
         self.reg_cseq += 1
         req = self._build(
-            "REGISTER", f"sip:{self.domain}", from_=f"<{aor}>;tag={_rand(8)}", to=f"<{aor}>",
-            call_id=self.reg_call_id, cseq=self.reg_cseq,
+            "REGISTER",
+            f"sip:{self.domain}",
+            from_=f"<{aor}>;tag={_rand(8)}",
+            to=f"<{aor}>",
+            call_id=self.reg_call_id,
+            cseq=self.reg_cseq,
             contact=f"<{self.contact_uri}>;expires={expires}",
         )
         resp = await self.send_request(req, timeout)
@@ -941,13 +1035,23 @@ class Phone:
         if dialog is None:
             dialog = Dialog(
                 call_id=f"{(event or 'noevent')}-{self.name}-{_rand(10)}",
-                local_uri=aor, remote_uri=aor, local_tag=_rand(8), remote_target=aor, event=event,
+                local_uri=aor,
+                remote_uri=aor,
+                local_tag=_rand(8),
+                remote_target=aor,
+                event=event,
             )
         else:
             dialog.local_cseq += 1
         req = self._build(
-            "SUBSCRIBE", dialog.remote_target, from_=dialog.from_value(), to=dialog.to_value(),
-            call_id=dialog.call_id, cseq=dialog.local_cseq, route_set=dialog.route_set, headers=hdrs,
+            "SUBSCRIBE",
+            dialog.remote_target,
+            from_=dialog.from_value(),
+            to=dialog.to_value(),
+            call_id=dialog.call_id,
+            cseq=dialog.local_cseq,
+            route_set=dialog.route_set,
+            headers=hdrs,
         )
         resp = await self.send_request(req, timeout, dialog=dialog)
         if 200 <= resp.status < 300 and dialog.remote_tag is None:
@@ -993,8 +1097,16 @@ class Phone:
             hdrs.append(("Call-Info", call_info))
         hdrs += list(headers)
         body = make_sdp("sendrecv") if sdp is None else sdp
-        req = self._build("INVITE", ruri, from_=dialog.from_value(), to=dialog.to_value(),
-                          call_id=dialog.call_id, cseq=dialog.local_cseq, headers=hdrs, body=body)
+        req = self._build(
+            "INVITE",
+            ruri,
+            from_=dialog.from_value(),
+            to=dialog.to_value(),
+            call_id=dialog.call_id,
+            cseq=dialog.local_cseq,
+            headers=hdrs,
+            body=body,
+        )
         tx = await self._start_tx(req)
         call = Call(self, dialog, req, tx)
         assert tx.final is not None
@@ -1017,8 +1129,14 @@ class Phone:
                     d.remote_target = resp.contacts[0].uri_text
                 d.route_set = list(reversed(resp.headers.values("record-route")))
 
-    async def finish_invite(self, call: Call, *, timeout: float = DEFAULT_TIMEOUT,
-                            auto_ack: bool = True, ack_body: bytes = b"") -> SipResponse:
+    async def finish_invite(
+        self,
+        call: Call,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        auto_ack: bool = True,
+        ack_body: bytes = b"",
+    ) -> SipResponse:
         resp = await self._final(call.tx, timeout)
         call.final = resp
         if resp.status in (401, 407) and self.credentials and not call.dialog.remote_tag:
@@ -1040,9 +1158,17 @@ class Phone:
         """End-to-end ACK for the 2xx of the call's latest INVITE transaction."""
         d = call.dialog
         cseq = call.tx.request.cseq.number
-        req = self._build("ACK", d.remote_target, from_=d.from_value(), to=d.to_value(),
-                          call_id=d.call_id, cseq=cseq, route_set=d.route_set, body=body,
-                          contact=False)
+        req = self._build(
+            "ACK",
+            d.remote_target,
+            from_=d.from_value(),
+            to=d.to_value(),
+            call_id=d.call_id,
+            cseq=cseq,
+            route_set=d.route_set,
+            body=body,
+            contact=False,
+        )
         call.tx.ack_data = await self._send_msg(req)
 
     async def reinvite(
@@ -1064,24 +1190,46 @@ class Phone:
         body = make_sdp(direction, version=d.sdp_version) if sdp is None else sdp
         hdrs = [("Call-Info", call_info)] if call_info else []
         hdrs += list(headers)
-        req = self._build("INVITE", d.remote_target, from_=d.from_value(), to=d.to_value(),
-                          call_id=d.call_id, cseq=d.local_cseq, route_set=d.route_set,
-                          headers=hdrs, body=body)
+        req = self._build(
+            "INVITE",
+            d.remote_target,
+            from_=d.from_value(),
+            to=d.to_value(),
+            call_id=d.call_id,
+            cseq=d.local_cseq,
+            route_set=d.route_set,
+            headers=hdrs,
+            body=body,
+        )
         tx = await self._start_tx(req)
         resp = await self._final(tx, timeout)
         if 200 <= resp.status < 300 and auto_ack:
-            ack = self._build("ACK", d.remote_target, from_=d.from_value(), to=d.to_value(),
-                              call_id=d.call_id, cseq=d.local_cseq, route_set=d.route_set,
-                              body=ack_body, contact=False)
+            ack = self._build(
+                "ACK",
+                d.remote_target,
+                from_=d.from_value(),
+                to=d.to_value(),
+                call_id=d.call_id,
+                cseq=d.local_cseq,
+                route_set=d.route_set,
+                body=ack_body,
+                contact=False,
+            )
             tx.ack_data = await self._send_msg(ack)
         if isinstance(call, Call):
             call.tx = tx
         return resp
 
-    async def bye(self, call: Call | IncomingCall, *, headers: Iterable[tuple[str, str]] = (),
-                  timeout: float = DEFAULT_TIMEOUT) -> SipResponse:
-        return await self.request("BYE", dialog=call.dialog, headers=headers, contact=False,
-                                  timeout=timeout)
+    async def bye(
+        self,
+        call: Call | IncomingCall,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> SipResponse:
+        return await self.request(
+            "BYE", dialog=call.dialog, headers=headers, contact=False, timeout=timeout
+        )
 
     async def cancel(self, call: Call, timeout: float = DEFAULT_TIMEOUT) -> SipResponse:
         """CANCEL the call's INVITE; returns the CANCEL's final response (the INVITE's own
@@ -1100,8 +1248,12 @@ class Phone:
         return await self._final(tx, timeout)
 
     # ------------------------------------------------------------------ waiting
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT,
-                       what: str = "condition") -> Any:
+    async def wait_for(
+        self,
+        predicate: Callable[[], Any],
+        timeout: float = DEFAULT_TIMEOUT,
+        what: str = "condition",
+    ) -> Any:
         """Wait until ``predicate()`` is truthy (re-checked after every received message)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -1110,8 +1262,9 @@ class Phone:
                 return value
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"{self.name}: timeout ({timeout}s) waiting for {what}\n"
-                                   + self.ladder.dump())
+                raise TimeoutError(
+                    f"{self.name}: timeout ({timeout}s) waiting for {what}\n" + self.ladder.dump()
+                )
             evt = self._changed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(evt.wait(), min(left, 0.25))
@@ -1144,8 +1297,12 @@ class Phone:
 
     def pending_notifies(self, event: str | None = None) -> list[SipRequest]:
         """NOTIFYs not consumed yet (optionally of one event), without consuming them."""
-        return [n for n in self.notifies if id(n) not in self._consumed
-                and (event is None or (n.headers.get("event") or "").strip() == event)]
+        return [
+            n
+            for n in self.notifies
+            if id(n) not in self._consumed
+            and (event is None or (n.headers.get("event") or "").strip() == event)
+        ]
 
     def consume_all(self) -> None:
         self._consumed.update(id(n) for n in self.notifies)
@@ -1194,8 +1351,15 @@ def _hash(algorithm: str, text: str) -> str:
     return fn(text.encode()).hexdigest()
 
 
-def digest_authorization(ch: dict[str, str], method: str, uri: str, user: str, password: str,
-                         cnonce: str | None = None, nc: int = 1) -> str:
+def digest_authorization(
+    ch: dict[str, str],
+    method: str,
+    uri: str,
+    user: str,
+    password: str,
+    cnonce: str | None = None,
+    nc: int = 1,
+) -> str:
     """The Authorization value answering challenge ``ch`` (RFC 2617 / RFC 8760)."""
     algorithm = ch.get("algorithm", "MD5")
     realm, nonce = ch.get("realm", ""), ch.get("nonce", "")

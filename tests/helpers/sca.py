@@ -5,6 +5,7 @@ phones A and B (both user 1000) with active call-info subscriptions, and ``bob``
 UAS that answers calls. Call-Info URIs are ``<sip:127.0.0.1>`` (the AoR's domain).
 """
 
+# ruff: noqa: ASYNC109  (a bounded `timeout=` argument on every wait is this harness's API)
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +13,6 @@ import re
 from typing import Any
 
 from helpers.phone import Dialog, Ladder, Phone, call_info_of, parse_call_info
-
 from sipsca.sip import SipRequest
 
 __all__ = ["Line", "ci", "full", "sub_state"]
@@ -23,7 +23,8 @@ WILDCARD = f"{DOM};appearance-index=*;appearance-state=idle"
 
 
 def ci(index: int | str, state: str | None = None, uri: str | None = None) -> str:
-    """One rendered appearance: ``<sip:DOMAIN>;appearance-index=I[;appearance-state=S][;appearance-uri="U"]``."""
+    """One rendered appearance:
+    ``<sip:DOMAIN>;appearance-index=I[;appearance-state=S][;appearance-uri="U"]``."""
     out = f"{DOM};appearance-index={index}"
     if state:
         out += f";appearance-state={state}"
@@ -64,13 +65,26 @@ class Line:
         return f"<{self.aor}>;appearance-index=%s"
 
     async def phone(self, name: str, user: str | None = None, **kw: Any) -> Phone:
-        p = Phone(name, user or self.user, server=self.server.sip_addr, ladder=self.ladder,
-                  domain=DOMAIN, **kw)
+        p = Phone(
+            name,
+            user or self.user,
+            server=self.server.sip_addr,
+            ladder=self.ladder,
+            domain=DOMAIN,
+            **kw,
+        )
         self.phones.append(p)
         return await p.start()
 
-    async def member(self, name: str, *, register: bool = True, subscribe: bool = True,
-                     expires: int = 3600, **kw: Any) -> Phone:
+    async def member(
+        self,
+        name: str,
+        *,
+        register: bool = True,
+        subscribe: bool = True,
+        expires: int = 3600,
+        **kw: Any,
+    ) -> Phone:
         """A phone of the line (user 1000), registered and with a call-info subscription whose
         first NOTIFY has been consumed."""
         p = await self.phone(name, **kw)
@@ -88,8 +102,9 @@ class Line:
         self.subs[p.name] = d
         return d
 
-    async def callee(self, name: str = "bob", user: str = "bob", uas: str | int | None = "answer",
-                     **kw: Any) -> Phone:
+    async def callee(
+        self, name: str = "bob", user: str = "bob", uas: str | int | None = "answer", **kw: Any
+    ) -> Phone:
         p = await self.phone(name, user, uas=uas, **kw)
         r = await p.register()
         assert r.status == 200, r
@@ -98,8 +113,9 @@ class Line:
     async def seize(self, p: Phone, index: int = 1, expires: int = 15) -> tuple[Dialog, int]:
         """line-seize ``index`` (0 = any); returns (dialog, granted index) after consuming the
         line-seize NOTIFY and the seized broadcast on every member."""
-        d, r = await p.subscribe("line-seize", expires, aor=self.aor,
-                                 call_info=self.seize_ci % index)
+        d, r = await p.subscribe(
+            "line-seize", expires, aor=self.aor, call_info=self.seize_ci % index
+        )
         assert r.status == 200, r
         n = await p.expect_notify("line-seize", call_id=d.call_id)
         granted = int(parse_call_info(call_info_of(n))[0]["appearance-index"])
@@ -115,8 +131,14 @@ class Line:
         n = await p.expect_notify("call-info", call_id=d.call_id, timeout=timeout)
         return call_info_of(n) or ""
 
-    async def broadcast(self, match: Any = None, *, strict: bool = True, timeout: float = 5.0,
-                        phones: list[Phone] | None = None) -> str:
+    async def broadcast(
+        self,
+        match: Any = None,
+        *,
+        strict: bool = True,
+        timeout: float = 5.0,
+        phones: list[Phone] | None = None,
+    ) -> str:
         """The next call-info NOTIFY of every member (``phones``), which must all agree.
 
         ``match``: a string (equal), a callable (predicate) or None (anything). ``strict``:
@@ -138,7 +160,9 @@ class Line:
                 assert ok(v), f"{p.name}: unexpected call-info NOTIFY {v!r} (wanted {match!r})"
             else:
                 n = await p.expect_notify(
-                    "call-info", call_id=d.call_id, timeout=timeout,
+                    "call-info",
+                    call_id=d.call_id,
+                    timeout=timeout,
                     predicate=lambda n: ok(call_info_of(n) or ""),
                 )
                 p.consume_through(n)
@@ -146,15 +170,16 @@ class Line:
         assert len(set(values)) <= 1, values
         return values[0] if values else ""
 
-    async def no_notify(self, phones: list[Phone] | None = None, within: float = 0.6,
-                        event: str | None = None) -> None:
+    async def no_notify(
+        self, phones: list[Phone] | None = None, within: float = 0.6, event: str | None = None
+    ) -> None:
         """Assert no unconsumed NOTIFY arrives on ``phones`` within ``within`` seconds."""
         await asyncio.sleep(within)
         for p in phones or self.members():
             pending = p.pending_notifies(event)
             assert not pending, f"{p.name} got unexpected NOTIFYs: " + "; ".join(
-                f"{n.headers.get('event')} {n.headers.get('subscription-state')} "
-                f"{call_info_of(n)}" for n in pending
+                f"{n.headers.get('event')} {n.headers.get('subscription-state')} {call_info_of(n)}"
+                for n in pending
             )
 
     def drain(self) -> None:

@@ -6,6 +6,7 @@ twin ``arpc``, ``log_text()`` and ``stop()``. Everything is bounded in time and 
 127.0.0.1.
 """
 
+# ruff: noqa: ASYNC109  (a bounded `timeout=` argument on every wait is this harness's API)
 from __future__ import annotations
 
 import asyncio
@@ -155,13 +156,22 @@ class SipscaProcess:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "sipsca", "serve",
-            "--listen", f"udp:{self.host}:{self.port}",
-            "--listen", f"tcp:{self.host}:{self.port}",
-            "--db-url", f"sqlite:///{self.db_path}",
-            "--rpc-listen", f"{self.host}:{self.rpc_port}",
-            "--log-level", self.log_level,
-            "--config", str(self.config_path),
+            sys.executable,
+            "-m",
+            "sipsca",
+            "serve",
+            "--listen",
+            f"udp:{self.host}:{self.port}",
+            "--listen",
+            f"tcp:{self.host}:{self.port}",
+            "--db-url",
+            f"sqlite:///{self.db_path}",
+            "--rpc-listen",
+            f"{self.host}:{self.rpc_port}",
+            "--log-level",
+            self.log_level,
+            "--config",
+            str(self.config_path),
         ]
 
     def start(self, timeout: float = START_TIMEOUT) -> SipscaProcess:
@@ -171,29 +181,35 @@ class SipscaProcess:
             p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p
         )
         env.pop("PYTHONWARNINGS", None)
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.workdir, env=env,
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                env=env,
             )
         wanted = {f"udp:{self.host}:{self.port}", f"tcp:{self.host}:{self.port}"}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            text = self.log_text()
+            text = self.log_text(log_start)  # this run's lines only (restart appends)
             ready = {w for w in wanted if f"listening {w}" in text}
             if ready == wanted:
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"sipsca exited with {self.proc.returncode} before it was ready:\n{text[-4000:]}"
+                    f"sipsca exited with {self.proc.returncode} before it was ready:\n"
+                    + text[-4000:]
                 )
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"sipsca not ready within {timeout}s:\n{self.log_text()[-4000:]}")
 
-    def log_text(self) -> str:
+    def log_text(self, offset: int = 0) -> str:
         try:
-            return self.log_path.read_text(errors="replace")
+            return self.log_path.read_bytes()[offset:].decode(errors="replace")
         except FileNotFoundError:
             return ""
 
@@ -239,11 +255,19 @@ class SipscaProcess:
     # -------------------------------------------------------------- RPC
     def rpc(self, method: str, *params: Any, timeout: float = 5.0) -> list[str]:
         """JSON-RPC 2.0 call; returns the result (a list of strings) or raises RpcError."""
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
-                           "params": [str(p) if not isinstance(p, int) else p for p in params]})
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": method,
+                "params": [str(p) if not isinstance(p, int) else p for p in params],
+            }
+        )
         req = urllib.request.Request(
-            f"http://{self.host}:{self.rpc_port}/RPC", data=body.encode(),
-            headers={"Content-Type": "application/json"}, method="POST",
+            f"http://{self.host}:{self.rpc_port}/RPC",
+            data=body.encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
         )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -269,8 +293,10 @@ def reference_dir() -> Path:
     """The reference Kamailio lab: ``$SCA_REFERENCE_DIR``, else ``shared/`` beside the repo."""
     env = os.environ.get("SCA_REFERENCE_DIR")
     candidates = [Path(env)] if env else []
-    candidates += [REPO.parent / "shared" / "reference" / "kamailio",
-                   Path("/work/shared/reference/kamailio")]
+    candidates += [
+        REPO.parent / "shared" / "reference" / "kamailio",
+        Path("/work/shared/reference/kamailio"),
+    ]
     for c in candidates:
         if (c / "kamailio.cfg").is_file():
             return c
@@ -298,8 +324,14 @@ class KamailioProcess:
     ``purge``: sca purge_expired_interval (s); ``children``: worker processes.
     """
 
-    def __init__(self, workdir: str | Path | None = None, *, purge: int = 10,
-                 children: int = 2, debug: int = 2) -> None:
+    def __init__(
+        self,
+        workdir: str | Path | None = None,
+        *,
+        purge: int = 10,
+        children: int = 2,
+        debug: int = 2,
+    ) -> None:
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kamailio-test-"))
         self.lab = self.workdir / "lab"
@@ -326,8 +358,13 @@ class KamailioProcess:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(KAMAILIO_RUN_DIR=str(self.run_dir), FRESH_DB="1", SCA_PURGE=str(self.purge),
-                   CHILDREN=str(self.children), DEBUGLVL=str(self.debug))
+        env.update(
+            KAMAILIO_RUN_DIR=str(self.run_dir),
+            FRESH_DB="1",
+            SCA_PURGE=str(self.purge),
+            CHILDREN=str(self.children),
+            DEBUGLVL=str(self.debug),
+        )
         return env
 
     def start(self, timeout: float = START_TIMEOUT) -> KamailioProcess:
@@ -343,10 +380,17 @@ class KamailioProcess:
             time.sleep(0.1)  # a previous instance is still shutting down
         if _port_busy(self.port):
             raise RuntimeError(f"127.0.0.1:{self.port} is busy: another Kamailio is running?")
-        p = subprocess.run(["bash", str(self.lab / "start.sh")], env=self._env(),
-                           capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(
+            ["bash", str(self.lab / "start.sh")],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if p.returncode != 0:
-            raise RuntimeError(f"kamailio start failed:\n{p.stdout}\n{p.stderr}\n{self.log_text()[-3000:]}")
+            raise RuntimeError(
+                f"kamailio start failed:\n{p.stdout}\n{p.stderr}\n{self.log_text()[-3000:]}"
+            )
         self.started = True
         # wait until SIP and RPC answer
         deadline = time.monotonic() + timeout
@@ -367,8 +411,13 @@ class KamailioProcess:
     def stop(self) -> None:
         if not self.started:
             return
-        subprocess.run(["bash", str(self.lab / "stop.sh")], env=self._env(), capture_output=True,
-                       text=True, timeout=STOP_TIMEOUT + 5)
+        subprocess.run(
+            ["bash", str(self.lab / "stop.sh")],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=STOP_TIMEOUT + 5,
+        )
         self.started = False
 
     def cleanup(self) -> None:
@@ -379,11 +428,15 @@ class KamailioProcess:
 
     def rpc(self, method: str, *params: Any, timeout: float = 5.0) -> list[str]:
         """kamcmd over the binrpc socket; output lines as a list, errors as RpcError."""
-        p = subprocess.run(["kamcmd", "-s", self.ctl, method, *[str(x) for x in params]],
-                           capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(
+            ["kamcmd", "-s", self.ctl, method, *[str(x) for x in params]],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         out = (p.stdout + p.stderr).strip()
         if out.startswith("error:"):
-            code, _, msg = out[len("error:"):].strip().partition(" - ")
+            code, _, msg = out[len("error:") :].strip().partition(" - ")
             try:
                 raise RpcError(int(code), msg)
             except ValueError:

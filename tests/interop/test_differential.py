@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
 from helpers.phone import Ladder, Phone, call_info_of
 from helpers.server import reference_dir
-
 from sipsca.sip import SipResponse
 
 pytestmark = pytest.mark.interop
@@ -62,8 +62,9 @@ class Run:
         self.rpc: dict[str, list[str]] = {}
 
     async def phone(self, name: str, user: str, **kw: Any) -> Phone:
-        p = Phone(name, user, server=self.server.sip_addr, ladder=self.ladder,
-                  domain="127.0.0.1", **kw)
+        p = Phone(
+            name, user, server=self.server.sip_addr, ladder=self.ladder, domain="127.0.0.1", **kw
+        )
         self.phones[name] = p
         return await p.start()
 
@@ -107,8 +108,12 @@ class Run:
                 )
             if p.incoming:
                 invites[name] = [call_info_of(i.invite) for i in p.incoming]
-        return {"replies": dict(self.replies), "notifies": notifies, "invites": invites,
-                "rpc": dict(self.rpc)}
+        return {
+            "replies": dict(self.replies),
+            "notifies": notifies,
+            "invites": invites,
+            "rpc": dict(self.rpc),
+        }
 
     async def close(self) -> None:
         for p in self.phones.values():
@@ -248,14 +253,20 @@ async def sc_expiry(run: Run) -> None:
     await run.settle()
     dl, r = await a.subscribe("line-seize", 2, call_info=CI % 1)
     run.reply("A line-seize 2", r, expires=True)
-    await a.expect_notify("line-seize", call_id=dl.call_id,
-                          predicate=lambda n: "terminated" in (n.headers.get("subscription-state") or ""),
-                          timeout=8)
+    await a.expect_notify(
+        "line-seize",
+        call_id=dl.call_id,
+        predicate=lambda n: "terminated" in (n.headers.get("subscription-state") or ""),
+        timeout=8,
+    )
     await run.settle()
     await run.snapshot("after seize expiry")
-    await b.expect_notify("call-info", call_id=db.call_id,
-                          predicate=lambda n: "terminated" in (n.headers.get("subscription-state") or ""),
-                          timeout=10)
+    await b.expect_notify(
+        "call-info",
+        call_id=db.call_id,
+        predicate=lambda n: "terminated" in (n.headers.get("subscription-state") or ""),
+        timeout=10,
+    )
     await run.settle()
 
 
@@ -353,8 +364,9 @@ SCENARIOS: dict[str, Scenario] = {
     "busy": Scenario(sc_busy, golden="09_busy"),
     "expiry": Scenario(sc_expiry, purge=1, golden="03_expiry"),
     "incoming": Scenario(sc_incoming, golden="11_incoming_shared"),
-    "incoming_member_hangup": Scenario(sc_incoming_member_hangup,
-                                       golden="11b_incoming_member_hangup"),
+    "incoming_member_hangup": Scenario(
+        sc_incoming_member_hangup, golden="11b_incoming_member_hangup"
+    ),
     "hold_retrieve": Scenario(sc_hold_retrieve, golden="13_hold_retrieve"),
     "retransmitted_200": Scenario(sc_retransmitted_200),
 }
@@ -422,29 +434,47 @@ def _single_active_on_retransmitted_200(obs: Obs) -> None:
         del seq[actives[1]]
 
 
-D1 = Deviation("expires-in-every-active-notify", 1,
-               "every active NOTIFY, also the first one after a SUBSCRIBE, carries "
-               "Subscription-State: active;expires=<remaining>", _expires_everywhere)
-D12 = Deviation("missing-expires-means-package-default", 12,
-                "a SUBSCRIBE without Expires gets call_info_max_expires (3600), not an "
-                "unsubscribe", _no_expires_is_default)
-D8 = Deviation("incoming-call-alerting", 8,
-               "an incoming call is shown as alerting on a new appearance while it rings, and "
-               "the INVITE forked to each member carries Call-Info: <sip:DOMAIN>;appearance-index=N",
-               _incoming_alerting)
-D2 = Deviation("incoming-call-ends-idle", 2,
-               "answered incoming calls are matched whichever side sends the BYE: the "
-               "appearance is released (idle NOTIFY, gone from sca.all_appearances)",
-               _incoming_ends_idle)
+D1 = Deviation(
+    "expires-in-every-active-notify",
+    1,
+    "every active NOTIFY, also the first one after a SUBSCRIBE, carries "
+    "Subscription-State: active;expires=<remaining>",
+    _expires_everywhere,
+)
+D12 = Deviation(
+    "missing-expires-means-package-default",
+    12,
+    "a SUBSCRIBE without Expires gets call_info_max_expires (3600), not an unsubscribe",
+    _no_expires_is_default,
+)
+D8 = Deviation(
+    "incoming-call-alerting",
+    8,
+    "an incoming call is shown as alerting on a new appearance while it rings, and "
+    "the INVITE forked to each member carries Call-Info: <sip:DOMAIN>;appearance-index=N",
+    _incoming_alerting,
+)
+D2 = Deviation(
+    "incoming-call-ends-idle",
+    2,
+    "answered incoming calls are matched whichever side sends the BYE: the "
+    "appearance is released (idle NOTIFY, gone from sca.all_appearances)",
+    _incoming_ends_idle,
+)
 FAILURE_ROUTE = Deviation(
-    "no-failure-route-rebroadcast", None,
+    "no-failure-route-rebroadcast",
+    None,
     "sca-behaviour.md 5.7: Kamailio's FAILURE_ROUTE re-runs the INVITE request handler and "
     "re-broadcasts 'seized'; a stand-alone server runs only the failure logic",
-    _no_failure_route_rebroadcast)
+    _no_failure_route_rebroadcast,
+)
 RETRANS_200 = Deviation(
-    "no-rebroadcast-on-retransmitted-200", None,
+    "no-rebroadcast-on-retransmitted-200",
+    None,
     "decisions.md preamble ('fix every bug it has'); traces/README: Kamailio sends another "
-    "'active' NOTIFY for every retransmitted 200 OK", _single_active_on_retransmitted_200)
+    "'active' NOTIFY for every retransmitted 200 OK",
+    _single_active_on_retransmitted_200,
+)
 
 # Applied in order; D1 last (it reads the states the others produce).
 KNOWN_DEVIATIONS: dict[str, list[Deviation]] = {
@@ -512,8 +542,9 @@ async def test_kamailio_golden(name: str, kamailio_factory: Any, ladder: Ladder)
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
-async def test_differential(name: str, kamailio_factory: Any, sipsca_factory: Any,
-                            ladder: Ladder) -> None:
+async def test_differential(
+    name: str, kamailio_factory: Any, sipsca_factory: Any, ladder: Ladder
+) -> None:
     """sipsca == Kamailio + the scenario's KNOWN_DEVIATIONS, exactly."""
     sc = SCENARIOS[name]
     kam = kamailio_factory(purge=sc.purge)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from helpers.phone import Phone
 from helpers.server import REPO, free_port
 
@@ -35,7 +36,8 @@ class SippResult:
     output: str
 
     def __str__(self) -> str:
-        return f"sipp rc={self.returncode} successful={self.successful} failed={self.failed}\n{self.output[-3000:]}"
+        head = f"sipp rc={self.returncode} successful={self.successful} failed={self.failed}"
+        return f"{head}\n{self.output[-3000:]}"
 
 
 def _require_sipp() -> str:
@@ -64,28 +66,62 @@ def run_sipp(
     if target is not None:
         assert target[0].startswith("127."), target
     name = Path(scenario).stem
-    stat = workdir / f"{name}-{local_port or 'x'}-stat.csv"
+    if not local_port:
+        local_port = free_port(also=None)  # SIPp's "-p 0" means 5060, which may be taken
+    stat = workdir / f"{name}-{local_port}-stat.csv"
     cmd = [exe]
     if target is not None:
         cmd.append(f"{target[0]}:{target[1]}")
     cmd += [
-        "-sf", str(SIPP_DIR / scenario), "-i", "127.0.0.1", "-p", str(local_port),
-        "-m", str(calls), "-timeout", f"{timeout}s", "-timeout_error", "-nostdin",
-        "-trace_stat", "-stf", str(stat), "-trace_err",
-        "-error_file", str(workdir / f"{name}-{local_port or 'x'}-errors.log"),
-        "-max_recv_loops", "10000", "-buff_size", "4194304",
+        "-sf",
+        str(SIPP_DIR / scenario),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(local_port),
+        "-m",
+        str(calls),
+        "-timeout",
+        f"{timeout}s",
+        "-timeout_error",
+        "-nostdin",
+        "-trace_stat",
+        "-stf",
+        str(stat),
+        "-trace_err",
+        "-error_file",
+        str(workdir / f"{name}-{local_port}-errors.log"),
+        "-max_recv_loops",
+        "10000",
+        "-buff_size",
+        "4194304",
     ]
     if rate is not None:
         cmd += ["-r", str(rate)]
     cmd += list(extra)
     if background:
-        return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    p = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout + 30,
-                       stdin=subprocess.DEVNULL)
+        return subprocess.Popen(
+            cmd,
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    p = subprocess.run(
+        cmd,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout + 30,
+        stdin=subprocess.DEVNULL,
+    )
     ok, failed = _stat_counts(stat)
-    errors = workdir / f"{name}-{local_port or 'x'}-errors.log"
-    out = p.stdout + p.stderr + (errors.read_text(errors="replace")[-3000:] if errors.exists() else "")
+    errors = workdir / f"{name}-{local_port}-errors.log"
+    out = (
+        p.stdout
+        + p.stderr
+        + (errors.read_text(errors="replace")[-3000:] if errors.exists() else "")
+    )
     return SippResult(p.returncode, ok, failed, out)
 
 
@@ -137,8 +173,14 @@ def test_sipp_options(target: Any, tmp_path: Path) -> None:
 
 def test_sipp_register(target: Any, tmp_path: Path) -> None:
     """200 distinct AoRs REGISTER then unregister (Expires 0): 0 failures."""
-    res = run_sipp(tmp_path, target.sip_addr, "register.xml", calls=200, rate=200,
-                   extra=("-inf", str(users_csv(tmp_path, 200))))
+    res = run_sipp(
+        tmp_path,
+        target.sip_addr,
+        "register.xml",
+        calls=200,
+        rate=200,
+        extra=("-inf", str(users_csv(tmp_path, 200))),
+    )
     assert isinstance(res, SippResult)
     assert_clean(res, 200)
 
@@ -151,8 +193,16 @@ async def _register_contact(target: Any, user: str, port: int) -> None:
 
 
 def _start_uas(tmp_path: Path, port: int, calls: int, timeout: int) -> subprocess.Popen[bytes]:
-    proc = run_sipp(tmp_path, None, "call_uas.xml", calls=calls, local_port=port,
-                    extra=("-s", "bob"), timeout=timeout, background=True)
+    proc = run_sipp(
+        tmp_path,
+        None,
+        "call_uas.xml",
+        calls=calls,
+        local_port=port,
+        extra=("-s", "bob"),
+        timeout=timeout,
+        background=True,
+    )
     assert isinstance(proc, subprocess.Popen)
     time.sleep(0.5)
     assert proc.poll() is None, "SIPp UAS did not start"
@@ -175,8 +225,9 @@ async def test_sipp_call(target: Any, tmp_path: Path) -> None:
     await _register_contact(target, "bob", port)
     uas = _start_uas(tmp_path, port, 50, 40)
     try:
-        res = run_sipp(tmp_path, target.sip_addr, "call_uac.xml", calls=50, rate=25,
-                       extra=("-s", "bob"))
+        res = run_sipp(
+            tmp_path, target.sip_addr, "call_uac.xml", calls=50, rate=25, extra=("-s", "bob")
+        )
     finally:
         rc = _stop(uas)
     assert isinstance(res, SippResult)
@@ -187,8 +238,14 @@ async def test_sipp_call(target: Any, tmp_path: Path) -> None:
 def test_sipp_subscribe_storm(target: Any, tmp_path: Path) -> None:
     """500 distinct AoRs SUBSCRIBE call-info at 250/s: every one gets 202 and an idle NOTIFY
     (answered 200); 0 failures, and RPC counts 500 subscriptions."""
-    res = run_sipp(tmp_path, target.sip_addr, "subscribe_storm.xml", calls=500, rate=250,
-                   extra=("-inf", str(users_csv(tmp_path, 500))))
+    res = run_sipp(
+        tmp_path,
+        target.sip_addr,
+        "subscribe_storm.xml",
+        calls=500,
+        rate=250,
+        extra=("-inf", str(users_csv(tmp_path, 500))),
+    )
     assert isinstance(res, SippResult)
     assert_clean(res, 500)
     out = target.rpc("sca.subscription_count", "call-info")
@@ -202,8 +259,14 @@ async def test_sipp_sca_call(target: Any, tmp_path: Path) -> None:
     await _register_contact(target, "bob", port)
     uas = _start_uas(tmp_path, port, 20, 40)
     try:
-        res = run_sipp(tmp_path, target.sip_addr, "sca_call.xml", calls=20, rate=10,
-                       extra=("-s", "bob", "-inf", str(users_csv(tmp_path, 20))))
+        res = run_sipp(
+            tmp_path,
+            target.sip_addr,
+            "sca_call.xml",
+            calls=20,
+            rate=10,
+            extra=("-s", "bob", "-inf", str(users_csv(tmp_path, 20))),
+        )
     finally:
         rc = _stop(uas)
     assert isinstance(res, SippResult)

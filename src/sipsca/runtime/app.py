@@ -209,6 +209,9 @@ class SipApplication:
             if isinstance(msg, SipRequest):
                 self.metrics.message_in("request", msg.method, "")
                 stamp_via(msg, flow)
+                if self.router.answer_statelessly(msg, flow):
+                    self.pump()
+                    return
                 self.tl.receive_request(msg, source=flow, now=self.clock.monotonic())
             else:
                 assert isinstance(msg, SipResponse)

@@ -7,6 +7,7 @@ proxy's response handling, so there is nothing for an operator to forget.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -21,6 +22,7 @@ from sipsca.sip.address import Flow, parse_flow
 from sipsca.sip.message import SipRequest, SipResponse, make_response
 from sipsca.sip.uri import SipUri
 from sipsca.sip.validate import validate_request
+from sipsca.transaction import response_destination
 
 if TYPE_CHECKING:
     from sipsca.runtime.app import SipApplication
@@ -36,6 +38,12 @@ ALLOW = ", ".join(
     + ("REFER", "UPDATE", "INFO", "MESSAGE")
 )
 SUPPORTED = frozenset({"path", "outbound", "replaces"})
+
+
+def stateless_tag(request: SipRequest) -> str:
+    """A To-tag that is the same for retransmissions of one request (as Kamailio's sl)."""
+    seed = f"{request.call_id}|{request.from_tag}|{request.top_via.branch}"
+    return hashlib.blake2s(seed.encode(), digest_size=6).hexdigest()
 
 
 class Target:
@@ -104,6 +112,28 @@ class RequestRouter:
         return f"<sip:{self.local_hostport(transport)}{params};lr>"
 
     # ------------------------------------------------------------------ pipeline
+    def answer_statelessly(self, request: SipRequest, source: Flow) -> bool:
+        """OPTIONS to the server itself is answered without a transaction (like Kamailio's sl):
+        a retransmission just gets another 200, and no state is kept for 32 s per ping."""
+        if request.method != "OPTIONS" or request.headers.get("to") is None:
+            return False
+        ruri = request.ruri
+        if not ruri.is_sip or ruri.user or not self.is_myself(ruri) or request.to_tag is not None:
+            return False
+        if validate_request(request) is not None:
+            return False
+        response = make_response(request, 200, None, to_tag=stateless_tag(request), extra=[
+            ("Allow", ALLOW),
+            ("Accept", "application/sdp"),
+            ("Allow-Events", "call-info, line-seize"),
+            ("Supported", ", ".join(sorted(SUPPORTED))),
+        ])
+        if self.app.config.server.user_agent:
+            response.headers.add("Server", self.app.config.server.user_agent)
+        dest = response_destination(request.top_via, source)
+        self.app.tl.send_stateless(response, destination=dest)
+        return True
+
     def on_request(self, request: SipRequest, source: Flow, key: str | None) -> None:
         app = self.app
         if key is None:  # ACK for a 2xx or a stray ACK: end-to-end, stateless
