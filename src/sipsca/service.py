@@ -22,7 +22,7 @@ from sipsca.rpc.app import check_rpc_listen, make_app, start_rpc_server
 from sipsca.runtime.app import SipApplication
 from sipsca.runtime.management import Management
 from sipsca.runtime.metrics import Metrics
-from sipsca.storage.registry import open_storage
+from sipsca.storage.registry import open_storage, redact_url
 
 __all__ = ["run_server", "serve"]
 
@@ -58,7 +58,7 @@ async def serve(
         else:
             await storage.migrate()
     except StorageError as exc:
-        raise ConfigError(f"db.db_url: cannot use database {config.db.db_url}: {exc}")
+        raise ConfigError(f"db.db_url: cannot use database {redact_url(config.db.db_url)}: {exc}")
     metrics = Metrics()
     app = SipApplication(config, storage, metrics=metrics)
     server_ctx, client_ctx = _tls_contexts(config)
@@ -67,7 +67,10 @@ async def serve(
     try:
         await app.restore()
     except StorageError as exc:
-        logger.error("could not restore state from the database: %s", exc)
+        # Starting empty would let stored (maybe since ended) subscriptions come back later.
+        await storage.close()
+        url = redact_url(config.db.db_url)
+        raise ConfigError(f"db.db_url: cannot restore state from {url}: {exc}")
     try:
         listeners = await app.start(config.server.listen)
     except OSError as exc:

@@ -163,7 +163,9 @@ async def test_scenario_32_busy_after_ringing(make_line: Any) -> None:
 async def test_scenario_33_proxy_failure(make_line: Any) -> None:
     """The proxy itself answers the INVITE 404 (unknown user) -> A's line-seize terminated
     (``noresource``), appearance released, wildcard broadcast. A 407 (here relayed from the
-    callee; decisions.md 3) changes nothing."""
+    callee; decisions.md 3) changes nothing. Kamailio does the 404 part in its sl callback
+    (stateless replies of the script); sipsca has no script: this tests its built-in
+    equivalent, the failure path of a locally generated final response."""
     line, a, _, bob, seize = await setup(make_line, bob_uas=407)
     call = await a.invite("nobody", call_info=line.seize_ci % 1)
     assert call.final is not None and call.final.status == 404

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import itertools
 import re
 import secrets
 import time
@@ -62,7 +61,6 @@ __all__ = [
 DEFAULT_TIMEOUT = 5.0
 T1 = 0.5
 T2 = 4.0
-_counter = itertools.count(1)
 
 
 def _rand(n: int = 8) -> str:
@@ -143,10 +141,6 @@ def notify_summary(msg: SipMessage) -> tuple[str | None, str | None, str | None]
         strip_expires(msg.headers.get("subscription-state")),
         call_info_of(msg),
     )
-
-
-def _uri_of(value: str) -> str:
-    return parse_name_addr(value).uri_text
 
 
 # --------------------------------------------------------------------------- ladder

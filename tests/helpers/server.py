@@ -207,6 +207,40 @@ class SipscaProcess:
         self.kill()
         raise RuntimeError(f"sipsca not ready within {timeout}s:\n{self.log_text()[-4000:]}")
 
+    def add_user(self, address: str, password: str, timeout: float = 30.0) -> None:
+        """``sipsca user add ADDRESS`` into this server's database (call before ``start``)."""
+        self.config_path.write_text(to_toml(self.config))
+        pw = self.workdir / f"pw-{address.replace('@', '_')}"
+        pw.write_text(password + "\n")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "sipsca",
+            "user",
+            "add",
+            address,
+            "--password-file",
+            str(pw),
+            "--config",
+            str(self.config_path),
+            "--db-url",
+            f"sqlite:///{self.db_path}",
+        ]
+        p = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+        )
+        assert p.returncode == 0, f"sipsca user add failed ({p.returncode}):\n{p.stdout}{p.stderr}"
+
     def log_text(self, offset: int = 0) -> str:
         try:
             return self.log_path.read_bytes()[offset:].decode(errors="replace")

@@ -555,5 +555,34 @@ async def test_differential(
     sobs = await run_scenario(name, srv, ladder)
     assert sobs == expected, (
         f"unexplained difference from Kamailio in {name!r} "
-        f"(known deviations: {[d.name for d in KNOWN_DEVIATIONS[name]]})"
+        f"(known deviations: {[d.name for d in KNOWN_DEVIATIONS[name]]}):\n"
+        + describe_diff(expected, sobs)
     )
+
+
+def _short(item: Any) -> str:
+    text = repr(item)
+    return text.replace(DOM + ";", "").replace("appearance-", "")
+
+
+def describe_diff(expected: Obs, actual: Obs) -> str:
+    """Every differing observation, expected (Kamailio + deviations) vs sipsca, one per line."""
+    out = []
+    for section in ("replies", "notifies", "invites", "rpc"):
+        exp, act = expected.get(section, {}), actual.get(section, {})
+        for key in sorted(set(exp) | set(act)):
+            if exp.get(key) == act.get(key):
+                continue
+            out.append(f"[{section}] {key}:")
+            e, a = exp.get(key), act.get(key)
+            if isinstance(e, list) and isinstance(a, list):
+                for i in range(max(len(e), len(a))):
+                    ei = _short(e[i]) if i < len(e) else "-"
+                    ai = _short(a[i]) if i < len(a) else "-"
+                    mark = "  " if ei == ai else "!!"
+                    out.append(
+                        f"  {mark} {i}: expected {ei}\n        {'':>{len(str(i))}}  sipsca   {ai}"
+                    )
+            else:
+                out.append(f"  !! expected {_short(e)}\n     sipsca   {_short(a)}")
+    return "\n".join(out)

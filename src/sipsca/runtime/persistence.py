@@ -1,26 +1,52 @@
-"""Write-back of subscriptions, appearances and bindings to storage.
+"""Write-back of subscriptions, appearances and bindings to storage, and the cached
+subscriber lookup of digest authentication.
 
-Changes are coalesced per key in memory and written every ``db_update_interval`` seconds
-(Kamailio's semantics) or at once when it is 0 (write-through). A failing database never
-stops SIP service: changes stay queued, the writer retries with exponential backoff, and
-everything is written once the database is back. ``flush()`` is called at graceful stop.
+Changes are coalesced per key in memory and written in batches (:class:`WriteBack`):
+
+* ``db_update_interval`` > 0 (Kamailio's semantics): a change reaches the database at most
+  ``interval`` seconds after it happened. The batch is started a little before that deadline
+  (by twice the duration of recent writes, at most half the interval), so "acknowledged more
+  than ``db_update_interval`` seconds ago" means "committed", also across a ``kill -9``.
+* ``0``: write-through, every change is written at once (changes arriving during a write go
+  into the next one).
+* Deleting a subscription (unsubscribe, expiry, RPC deactivation) is written at once whatever
+  the interval, so a finished subscription cannot come back after a crash.
+
+A failing database never stops SIP service: SIP handling never awaits storage, the failed
+batch stays queued (merged with newer changes, newest wins), the writer retries with
+exponential backoff (0.5 s doubling to :data:`MAX_BACKOFF`), every failure is logged once per
+outage and counted (``sipsca_db_errors_total{op="write"}``), and everything is written once
+the database is back (writes are idempotent upserts). Each attempt is bounded by
+``op_timeout`` so a hung database cannot wedge the writer. :meth:`WriteBack.close` (graceful
+stop) writes everything, retrying for a bounded time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 
+from sipsca.auth.model import Subscriber
 from sipsca.errors import StorageError
 from sipsca.registrar.model import Binding
 from sipsca.sca.model import Appearance, Subscription
 from sipsca.storage.base import AppearanceKey, BindingKey, Storage, SubscriptionKey
 
-__all__ = ["WriteBack"]
+__all__ = ["MAX_BACKOFF", "MIN_BACKOFF", "SubscriberCache", "WriteBack"]
 
 logger = logging.getLogger(__name__)
+
+MIN_BACKOFF = 0.5
+"""Seconds before the first retry of a failed write."""
+MAX_BACKOFF = 5.0
+"""Longest pause between two retries during a database outage."""
+OP_TIMEOUT = 20.0
+"""Seconds one batch may take before it counts as failed (a hung database)."""
+STOP_TIMEOUT = 10.0
+"""Seconds a graceful stop keeps retrying the final write (systemd's TimeoutStopSec is 90)."""
 
 
 class WriteBack:
@@ -33,9 +59,11 @@ class WriteBack:
         interval: float,
         on_error: Callable[[str], None] | None = None,
         observe: Callable[[str, float], None] | None = None,
+        op_timeout: float = OP_TIMEOUT,
     ) -> None:
         self.storage = storage
-        self.interval = interval
+        self.interval = max(0.0, float(interval))
+        self.op_timeout = op_timeout
         self.subs: dict[SubscriptionKey, Subscription | None] = {}
         self.apps: dict[AppearanceKey, Appearance | None] = {}
         self.binds: dict[BindingKey, Binding | None] = {}
@@ -44,7 +72,14 @@ class WriteBack:
         self._lock = asyncio.Lock()
         self._on_error = on_error
         self._observe = observe
+        self._oldest: float | None = None
+        """Monotonic time of the oldest change not written yet (None: nothing queued)."""
+        self._urgent = False
+        self._slowest = 0.0
+        """Recent write duration (decaying maximum): how early a batch must start."""
+        self.backoff = MIN_BACKOFF
         self.failures = 0
+        self.writes = 0
         self.healthy = True
 
     def start(self) -> None:
@@ -60,7 +95,7 @@ class WriteBack:
 
     def delete_subscription(self, key: SubscriptionKey) -> None:
         self.subs[key] = None
-        self._changed()
+        self._changed(urgent=True)
 
     def save_appearance(self, app: Appearance) -> None:
         self.apps[(app.aor, app.index)] = app
@@ -78,84 +113,225 @@ class WriteBack:
         self.binds[key] = None
         self._changed()
 
-    def _changed(self) -> None:
-        if self.interval == 0:
+    def _changed(self, *, urgent: bool = False) -> None:
+        first = self._oldest is None
+        if first:
+            self._oldest = time.monotonic()
+        if urgent:
+            self._urgent = True
+        if first or urgent or self.interval == 0:
             self._wake.set()
 
-    async def _run(self) -> None:
-        backoff = 0.5
+    def due(self) -> float | None:
+        """Monotonic time the next batch must start (None: nothing queued)."""
+        if self._oldest is None or not self.pending:
+            return None
+        if self.interval == 0 or self._urgent:
+            return self._oldest
+        lead = min(self.interval / 2, 2 * self._slowest + 0.05)
+        return self._oldest + self.interval - lead
+
+    async def _wait_due(self) -> None:
         while True:
-            if self.interval == 0 or not self.healthy:
-                try:
-                    await asyncio.wait_for(
-                        self._wake.wait(), timeout=backoff if not self.healthy else None
-                    )
-                except TimeoutError:
-                    pass
-            else:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-                except TimeoutError:
-                    pass
             self._wake.clear()
+            due = self.due()
+            now = time.monotonic()
+            if due is not None and due <= now:
+                return
+            timeout = None if due is None else due - now
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            if self.healthy:
+                await self._wait_due()
+            else:
+                # During an outage, changes do not trigger attempts: only the backoff does.
+                await asyncio.sleep(self.backoff)
             try:
                 await self.flush()
-                backoff = 0.5
+                self.backoff = MIN_BACKOFF
             except StorageError:
-                backoff = min(backoff * 2, 30.0)
+                self.backoff = min(self.backoff * 2, MAX_BACKOFF)
+            except Exception:  # a bug must not kill the writer: the queue is kept
+                logger.exception("unexpected error in the database writer")
+                self.backoff = min(self.backoff * 2, MAX_BACKOFF)
 
     async def flush(self) -> None:
         """Write everything queued; on failure the queue is kept (and merged with newer changes)."""
         async with self._lock:
             if not self.pending:
+                self._oldest = None
+                self._urgent = False
                 return
             subs, apps, binds = self.subs, self.apps, self.binds
+            oldest = self._oldest
             self.subs, self.apps, self.binds = {}, {}, {}
+            self._oldest, self._urgent = None, False
             start = time.perf_counter()
             try:
-                if subs:
-                    await self.storage.save_subscriptions(
-                        [s for s in subs.values() if s is not None]
-                    )
-                    await self.storage.delete_subscriptions(
-                        [k for k, s in subs.items() if s is None]
-                    )
-                if apps:
-                    await self.storage.save_appearances([a for a in apps.values() if a is not None])
-                    await self.storage.delete_appearances([k for k, a in apps.items() if a is None])
-                if binds:
-                    await self.storage.save_bindings([b for b in binds.values() if b is not None])
-                    await self.storage.delete_bindings([k for k, b in binds.items() if b is None])
-            except StorageError as exc:
-                # Newer changes win over the failed batch.
+                async with asyncio.timeout(self.op_timeout):
+                    await self._write(subs, apps, binds)
+            except BaseException as exc:
+                # Newer changes win over the failed batch; nothing is lost, also when the
+                # task is cancelled (graceful stop) in the middle of a write.
                 subs.update(self.subs)
                 apps.update(self.apps)
                 binds.update(self.binds)
                 self.subs, self.apps, self.binds = subs, apps, binds
+                self._oldest = min(
+                    oldest if oldest is not None else math.inf,
+                    self._oldest if self._oldest is not None else math.inf,
+                )
+                if isinstance(exc, TimeoutError):
+                    exc = StorageError(f"database write timed out after {self.op_timeout:g} s")
+                if not isinstance(exc, Exception):
+                    raise  # cancelled: requeued, not a database failure
                 self.failures += 1
                 if self.healthy:
                     logger.error("database write failed, serving from memory and retrying: %s", exc)
+                else:
+                    logger.debug("database write failed again: %s", exc)
                 self.healthy = False
                 if self._on_error is not None:
                     self._on_error("write")
+                if isinstance(exc, StorageError):
+                    raise exc
                 raise
+            duration = time.perf_counter() - start
+            self._slowest = max(duration, self._slowest * 0.9)
+            self.writes += 1
             if not self.healthy:
                 logger.warning(
                     "database is back: wrote %d queued changes", len(subs) + len(apps) + len(binds)
                 )
             self.healthy = True
             if self._observe is not None:
-                self._observe("flush", time.perf_counter() - start)
+                self._observe("write", duration)
 
-    async def close(self) -> None:
-        """Stop the writer after a last flush attempt."""
-        if self._task is not None:
-            self._task.cancel()
+    async def _write(
+        self,
+        subs: dict[SubscriptionKey, Subscription | None],
+        apps: dict[AppearanceKey, Appearance | None],
+        binds: dict[BindingKey, Binding | None],
+    ) -> None:
+        storage = self.storage
+        if subs:
+            saved = [s for s in subs.values() if s is not None]
+            deleted = [k for k, s in subs.items() if s is None]
+            if saved:
+                await storage.save_subscriptions(saved)
+            if deleted:
+                await storage.delete_subscriptions(deleted)
+        if apps:
+            saved_apps = [a for a in apps.values() if a is not None]
+            deleted_apps = [k for k, a in apps.items() if a is None]
+            if saved_apps:
+                await storage.save_appearances(saved_apps)
+            if deleted_apps:
+                await storage.delete_appearances(deleted_apps)
+        if binds:
+            saved_binds = [b for b in binds.values() if b is not None]
+            deleted_binds = [k for k, b in binds.items() if b is None]
+            if saved_binds:
+                await storage.save_bindings(saved_binds)
+            if deleted_binds:
+                await storage.delete_bindings(deleted_binds)
+
+    async def close(self, stop_timeout: float = STOP_TIMEOUT) -> None:
+        """Stop the writer and write everything queued, retrying for up to ``stop_timeout`` s."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
+        delay = 0.2
+        error: BaseException | None = None
         try:
-            await self.flush()
+            async with asyncio.timeout(stop_timeout):
+                while True:
+                    try:
+                        await self.flush()
+                        return
+                    except StorageError as exc:
+                        error = exc
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+        except TimeoutError:
+            error = error or StorageError(f"timed out after {stop_timeout:g} s")
+        logger.error("final database write failed, %d changes lost: %s", self.pending, error)
+
+
+class SubscriberCache:
+    """Digest users looked up in storage, cached briefly, bounded in time.
+
+    A found user is reused for ``ttl`` seconds without a database round trip; an unknown one
+    for ``negative_ttl``. When the database fails (or takes longer than ``timeout``) a cached
+    entry up to ``stale_ttl`` old is used instead, so phones that authenticated recently keep
+    working through a database outage; otherwise :class:`StorageError` is raised and the
+    caller answers 503 with Retry-After. After a failure the database is not asked again for
+    ``retry_after`` seconds (fail fast instead of piling up waiting requests).
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        ttl: float = 30.0,
+        negative_ttl: float = 5.0,
+        stale_ttl: float = 600.0,
+        timeout: float = 2.0,
+        retry_after: float = 1.0,
+        on_error: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 100_000,
+    ) -> None:
+        self.storage = storage
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self.stale_ttl = stale_ttl
+        self.timeout = timeout
+        self.retry_after = retry_after
+        self.max_entries = max_entries
+        self._on_error = on_error
+        self._clock = clock
+        self._entries: dict[tuple[str, str], tuple[float, Subscriber | None]] = {}
+        self._down_until = 0.0
+
+    async def get(self, username: str, domain: str) -> Subscriber | None:
+        """The user, None when unknown; StorageError when the database cannot tell."""
+        key = (username, domain)
+        now = self._clock()
+        cached = self._entries.get(key)
+        if cached is not None:
+            age = now - cached[0]
+            if age < (self.ttl if cached[1] is not None else self.negative_ttl):
+                return cached[1]
+        try:
+            if now < self._down_until:
+                raise StorageError("database unavailable (recent failure)")
+            try:
+                async with asyncio.timeout(self.timeout):
+                    subscriber = await self.storage.get_subscriber(username, domain)
+            except TimeoutError:
+                raise StorageError(f"subscriber lookup timed out after {self.timeout:g} s")
         except StorageError:
-            logger.error("final flush failed: %d changes lost", self.pending)
+            if now >= self._down_until:
+                self._down_until = now + self.retry_after
+                if self._on_error is not None:
+                    self._on_error("auth")
+            if cached is not None and cached[1] is not None and now - cached[0] < self.stale_ttl:
+                return cached[1]
+            raise
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (self._clock(), subscriber)
+        return subscriber
+
+    def forget(self, username: str, domain: str) -> None:
+        self._entries.pop((username, domain), None)

@@ -14,10 +14,11 @@ import secrets
 from typing import TYPE_CHECKING
 
 from sipsca.auth.digest import DigestAuthenticator
-from sipsca.errors import RemoteProtocolError
+from sipsca.errors import RemoteProtocolError, StorageError
 from sipsca.proxy.route import is_myself_factory, preprocess_routes
 from sipsca.proxy.validate import check_request
 from sipsca.registrar.logic import aor_of, decide_register, lookup_targets
+from sipsca.runtime.persistence import SubscriberCache
 from sipsca.sip.address import Flow, parse_flow
 from sipsca.sip.message import SipRequest, SipResponse, make_response
 from sipsca.sip.uri import SipUri
@@ -34,8 +35,10 @@ logger = logging.getLogger(__name__)
 SCA_EVENTS = ("call-info", "line-seize")
 SCA_METHODS = frozenset({"INVITE", "CANCEL", "BYE", "PRACK", "REFER"})
 ALLOW = ", ".join(
-    ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "SUBSCRIBE", "NOTIFY", "PRACK")
-    + ("REFER", "UPDATE", "INFO", "MESSAGE")
+    [
+        *("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "SUBSCRIBE", "NOTIFY"),
+        *("PRACK", "REFER", "UPDATE", "INFO", "MESSAGE"),
+    ]
 )
 SUPPORTED = frozenset({"path", "outbound", "replaces"})
 
@@ -73,6 +76,7 @@ class RequestRouter:
                 entropy=os.urandom,
             )
         self.is_myself = is_myself_factory(())
+        self.subscribers = SubscriberCache(app.storage, on_error=app.metrics.db_error)
 
     def configure(self) -> None:
         self.is_myself = is_myself_factory(sorted(self.app.local_hosts, key=str))
@@ -122,12 +126,18 @@ class RequestRouter:
             return False
         if validate_request(request) is not None:
             return False
-        response = make_response(request, 200, None, to_tag=stateless_tag(request), extra=[
-            ("Allow", ALLOW),
-            ("Accept", "application/sdp"),
-            ("Allow-Events", "call-info, line-seize"),
-            ("Supported", ", ".join(sorted(SUPPORTED))),
-        ])
+        response = make_response(
+            request,
+            200,
+            None,
+            to_tag=stateless_tag(request),
+            extra=[
+                ("Allow", ALLOW),
+                ("Accept", "application/sdp"),
+                ("Allow-Events", "call-info, line-seize"),
+                ("Supported", ", ".join(sorted(SUPPORTED))),
+            ],
+        )
         if self.app.config.server.user_agent:
             response.headers.add("Server", self.app.config.server.user_agent)
         dest = response_destination(request.top_via, source)
@@ -207,7 +217,13 @@ class RequestRouter:
                 key,
             )
             return
-        subscriber = await app.storage.get_subscriber(creds.username, realm)
+        try:
+            subscriber = await self.subscribers.get(creds.username, realm)
+        except StorageError as exc:  # cannot check the password: ask the phone to come back
+            logger.warning("cannot authenticate %s@%s: %s", creds.username, realm, exc)
+            app.metrics.auth_failure("db_unavailable")
+            self.reply(request, key, 503, "Service Unavailable", [("Retry-After", "5")])
+            return
         result = self.auth.verify(request, creds, subscriber, now=app.clock.time())
         if not result.ok:
             app.metrics.auth_failure("stale" if result.stale else "invalid")

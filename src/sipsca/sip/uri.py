@@ -30,8 +30,11 @@ _PASSWORD_RE = re.compile(rf"(?:[{_UNRESERVED}&=+$,]|{_ESC})*")
 #   hostname = *( domainlabel "." ) toplabel [ "." ]
 #   domainlabel = alphanum / alphanum *( alphanum / "-" ) alphanum
 #   toplabel = ALPHA / ALPHA *( alphanum / "-" ) alphanum
+# Deviation: "_" is tolerated in labels, as PJSIP and Kamailio do (SRV-style and some
+# provisioning names use it); refusing it would lock such phones out for no safety gain.
 _HOSTNAME_RE = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.?"
+    r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_\-]*[A-Za-z0-9_])?\.)*"
+    r"[A-Za-z](?:[A-Za-z0-9_\-]*[A-Za-z0-9_])?\.?"
 )
 #   IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT
 _IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")

@@ -19,9 +19,19 @@ from sipsca.errors import ConfigError
 from sipsca.storage._sql import check_identifier
 from sipsca.storage.base import Storage
 
-__all__ = ["open_storage"]
+__all__ = ["open_storage", "redact_url"]
 
 _SCHEMES = "memory://, sqlite://, postgresql://, postgres://, mysql://, mariadb://"
+
+
+def redact_url(db_url: str) -> str:
+    """``db_url`` with its password replaced by ``***`` (for logs and error messages)."""
+    scheme, sep, rest = db_url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return db_url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
 
 
 def open_storage(
@@ -32,7 +42,7 @@ def open_storage(
     scheme, sep, rest = db_url.partition("://")
     scheme = scheme.lower()
     if not sep:
-        raise ConfigError(f"db_url: {db_url!r} has no scheme; use one of {_SCHEMES}")
+        raise ConfigError(f"db_url: {redact_url(db_url)!r} has no scheme; use one of {_SCHEMES}")
     if scheme == "memory":
         from sipsca.storage.memory import MemoryStorage
 
