@@ -601,7 +601,7 @@ class Sipp:
         if rate is not None:
             cmd += ["-r", str(rate)]
         if rtt:
-            cmd += ["-trace_rtt", "-rtt_freq", "1000"]
+            cmd += ["-trace_rtt", "-rtt_freq", "20"]
         if counts:
             cmd += ["-trace_counts"]
         cmd += list(extra)
