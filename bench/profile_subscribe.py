@@ -1,26 +1,17 @@
 """In-process profile of the call-info SUBSCRIBE path (no sockets).
 
 Feeds N SUBSCRIBE datagrams for distinct lines into a SipApplication whose transport send
-is captured, answers every NOTIFY with 200, and prints cycles/s. With ``--profile`` it
-prints the top functions by cumulative time. Bounded by ``--count``.
+is captured; a fake phone answers every NOTIFY with 200. Prints the server's microseconds
+per SUBSCRIBE+202+NOTIFY+200 cycle (the phone's own work is timed apart). With
+``--profile`` it prints the top functions. Bounded by ``--count``.
 
-    .venv/bin/python bench/profile_subscribe.py --count 5000 [--profile]
+    .venv/bin/python bench/profile_subscribe.py --count 5000 [--repeat 3] [--profile]
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import cProfile
-import logging
-import pstats
-import time
 
-from sipsca.config import ServerConfig, SipscaConfig
-from sipsca.runtime.app import SipApplication
-from sipsca.sip.address import Flow
-from sipsca.sip.parser import parse_message
-from sipsca.storage.memory import MemoryStorage
+from profile_common import Harness, Phone, arguments, measure, start_app
 
 TEMPLATE = (
     "SUBSCRIBE sip:{u}@127.0.0.1 SIP/2.0\r\n"
@@ -39,51 +30,32 @@ TEMPLATE = (
 )
 
 
-def _ok(notify: bytes) -> bytes:
-    msg = parse_message(notify)
-    h = msg.headers
-    return (
-        f"SIP/2.0 200 OK\r\nVia: {h.get('via')}\r\nFrom: {h.get('from')}\r\nTo: {h.get('to')}\r\n"
-        f"Call-ID: {h.get('call-id')}\r\nCSeq: {h.get('cseq')}\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
-
-
-async def run(count: int, profile: bool) -> None:
-    storage = MemoryStorage()
-    await storage.open()
-    app = SipApplication(SipscaConfig(server=ServerConfig(domains=("127.0.0.1",))), storage)
-    await app.start(("udp:127.0.0.1:0",))
-    sent: list[bytes] = []
-    app.transports.send = lambda data, flow: sent.append(data)  # type: ignore[method-assign]
-    source = Flow("udp", "127.0.0.1", 15082)
-    messages = [TEMPLATE.format(u=100000 + i).encode() for i in range(count)]
-    profiler = cProfile.Profile()
-    start = time.perf_counter()
-    if profile:
-        profiler.enable()
-    for message in messages:
-        app.on_bytes(message, source)
-        replies = [_ok(d) for d in sent if d.startswith(b"NOTIFY")]
-        sent.clear()
-        for reply in replies:
-            app.on_bytes(reply, source)
-        sent.clear()
-    if profile:
-        profiler.disable()
-    elapsed = time.perf_counter() - start
-    print(f"{count / elapsed:,.0f} SUBSCRIBE+202+NOTIFY+200 cycles/s ({elapsed / count * 1e6:.0f} us each)")
-    if profile:
-        pstats.Stats(profiler).sort_stats("cumtime").print_stats(40)
-    await app.stop()
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--count", type=int, default=5000)
-    parser.add_argument("--profile", action="store_true")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    asyncio.run(run(min(args.count, 200_000), args.profile))
+    args = arguments(__doc__, 5000)
+
+    async def setup() -> tuple[Harness, Phone, list[bytes]]:
+        harness = Harness(await start_app())
+        phone = harness.add(Phone("phones", 15082))
+        messages = [TEMPLATE.format(u=100000 + i).encode() for i in range(args.count)]
+        return harness, phone, messages
+
+    def body(state: tuple[Harness, Phone, list[bytes]]) -> None:
+        harness, phone, messages = state
+        for message in messages:
+            harness.send(phone, message)
+        assert harness.messages_out == 2 * len(messages), harness.messages_out
+
+    async def teardown(state: tuple[Harness, Phone, list[bytes]]) -> None:
+        await state[0].app.stop()
+
+    measure(
+        args,
+        "SUBSCRIBE+202+NOTIFY+200",
+        setup,
+        body,
+        teardown,
+        phone_seconds=lambda state: state[0].phone_seconds,
+    )
 
 
 if __name__ == "__main__":

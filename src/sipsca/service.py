@@ -91,14 +91,16 @@ async def serve(
             raise ConfigError(
                 f"rpc.listen: cannot listen on {config.rpc.listen}: {exc.strerror or exc}"
             )
-    for listener in listeners:
-        print(f"listening {listener}", flush=True)
-    if runner is not None:
-        print(f"rpc http://{config.rpc.listen}/RPC", flush=True)
+    # Signal handlers go in before the ready lines, so a stop right after start is graceful;
+    # they stay installed until the process exits (a second SIGTERM during the flush is ignored).
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    for listener in listeners:
+        print(f"listening {listener}", flush=True)
+    if runner is not None:
+        print(f"rpc http://{config.rpc.listen}/RPC", flush=True)
     lag_task = loop.create_task(_watch_loop_lag(app))
     if ready is not None:
         ready.set()
@@ -108,9 +110,6 @@ async def serve(
     finally:
         logger.info("stopping: flushing state")
         lag_task.cancel()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.remove_signal_handler(sig)
         if runner is not None:
             await runner.cleanup()
         await app.stop()

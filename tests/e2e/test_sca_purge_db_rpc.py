@@ -53,14 +53,26 @@ async def test_scenario_56_own_expires_per_subscriber(make_line: Any) -> None:
 
 
 async def test_scenario_57_notify_rejected_with_481(line: Line) -> None:
-    """A answers NOTIFYs with 481: the subscription stays (RPC lists it) and is still notified."""
+    """[R] A answers a NOTIFY with 481: its subscription is removed (the issue's rule and
+    RFC 6665 4.1.3; [K] keeps it listed and notified, docs/compat.md). B is unaffected."""
     a, b = line["A"], line["B"]
     a.notify_reply = (481, "Call/Transaction Does Not Exist")
     await line.seize(b, 1)
-    await asyncio.sleep(1.5)
-    subs = await line.server.arpc("sca.all_subscriptions")
-    assert any(f"127.0.0.1:{a.port} call-info" in s for s in subs), subs
-    await line.seize(b, 0)
+    subs: list[str] = []
+    for _ in range(50):
+        subs = await line.server.arpc("sca.all_subscriptions")
+        if not any(f"127.0.0.1:{a.port} call-info" in s for s in subs):
+            break
+        await asyncio.sleep(0.1)
+    assert not any(f"127.0.0.1:{a.port} call-info" in s for s in subs), subs
+    assert any(f"127.0.0.1:{b.port} call-info" in s for s in subs), subs
+    line.drain()
+    seen_by_a = len(a.notifies)
+    await line.server.arpc("sca.update_appearance", line.aor, 1, "held")
+    n = await b.expect_notify("call-info", call_id=line.subs["B"].call_id)
+    assert "appearance-state=held" in (call_info_of(n) or "")
+    await line.settle(0.5)
+    assert len(a.notifies) == seen_by_a  # no NOTIFY for the removed subscription
 
 
 async def test_scenario_58_persistence_and_restart(make_line: Any) -> None:

@@ -356,6 +356,9 @@ class KamailioProcess:
     The lab's start.sh/stop.sh/kamailio.cfg/init_db.sh are copied to a temp dir (the
     shared folder may be read-only); ``KAMAILIO_RUN_DIR`` is a temp dir too.
     ``purge``: sca purge_expired_interval (s); ``children``: worker processes.
+    ``port``: 5070 (the lab's) by default, or ``$SCA_KAMAILIO_PORT``; when 5070 stays busy
+    (another lab Kamailio, e.g. a benchmark, runs) a free port is used instead: only the
+    copied config's listen/alias lines change, the SCA behaviour does not.
     """
 
     def __init__(
@@ -365,6 +368,7 @@ class KamailioProcess:
         purge: int = 10,
         children: int = 2,
         debug: int = 2,
+        port: int | None = None,
     ) -> None:
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kamailio-test-"))
@@ -374,7 +378,9 @@ class KamailioProcess:
         self.children = children
         self.debug = debug
         self.host = "127.0.0.1"
-        self.port = KAMAILIO_PORT
+        env_port = os.environ.get("SCA_KAMAILIO_PORT")
+        self._fixed_port = port is not None or env_port is not None
+        self.port = port or int(env_port or KAMAILIO_PORT)
         self.domain = "127.0.0.1"
         self.started = False
 
@@ -413,7 +419,15 @@ class KamailioProcess:
         while _port_busy(self.port) and time.monotonic() < deadline:
             time.sleep(0.1)  # a previous instance is still shutting down
         if _port_busy(self.port):
-            raise RuntimeError(f"127.0.0.1:{self.port} is busy: another Kamailio is running?")
+            if self._fixed_port:
+                raise RuntimeError(f"127.0.0.1:{self.port} is busy: another Kamailio is running?")
+            self.port = free_port()
+        if self.port != KAMAILIO_PORT:
+            cfg = self.lab / "kamailio.cfg"
+            text = cfg.read_text()
+            for host in ("127.0.0.1", "localhost"):
+                text = text.replace(f"{host}:{KAMAILIO_PORT}", f"{host}:{self.port}")
+            cfg.write_text(text)
         p = subprocess.run(
             ["bash", str(self.lab / "start.sh")],
             env=self._env(),

@@ -434,6 +434,18 @@ def _single_active_on_retransmitted_200(obs: Obs) -> None:
         del seq[actives[1]]
 
 
+def _retrieval_stays_active(obs: Obs) -> None:
+    for phone in ("phoneA", "phoneB"):
+        seq = obs["notifies"][f"{phone} call-info"]
+        last_held = max(i for i, (_, ci) in enumerate(seq) if ci and "state=held" in ci)
+        i = next(
+            i for i in range(last_held + 1, len(seq)) if "state=progressing" in (seq[i][1] or "")
+        )
+        del seq[i]  # no 'progressing' for the 180 to the retrieving INVITE
+        assert seq[i][1] == seq[i + 1][1] and "state=active" in (seq[i][1] or ""), seq
+        del seq[i + 1]  # no second 'active' on the ACK
+
+
 D1 = Deviation(
     "expires-in-every-active-notify",
     1,
@@ -476,6 +488,15 @@ RETRANS_200 = Deviation(
     _single_active_on_retransmitted_200,
 )
 
+RETRIEVAL = Deviation(
+    "retrieved-call-stays-active",
+    None,
+    "decisions.md preamble ('fix every bug it has'): a held call retrieved by another member "
+    "is connected at once, so the 180 to the retrieving INVITE does not flash the key as "
+    "'progressing', and the ACK sends no duplicate 'active' (docs/compat.md)",
+    _retrieval_stays_active,
+)
+
 # Applied in order; D1 last (it reads the states the others produce).
 KNOWN_DEVIATIONS: dict[str, list[Deviation]] = {
     "subscribe": [D1],
@@ -487,7 +508,7 @@ KNOWN_DEVIATIONS: dict[str, list[Deviation]] = {
     "expiry": [D1],
     "incoming": [D8, D2, D1],
     "incoming_member_hangup": [D8, D2, D1],
-    "hold_retrieve": [D1],
+    "hold_retrieve": [RETRIEVAL, D1],
     "retransmitted_200": [RETRANS_200, D1],
 }
 

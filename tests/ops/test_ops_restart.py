@@ -13,10 +13,14 @@ from typing import Any
 
 from helpers.phone import Ladder, call_info_of
 from helpers.sca import Line, ci, full
-from ops.support import Database, OpsServer, result
+from ops.support import Database, OpsServer, result, wait_until
 
 AOR = "sip:1000@127.0.0.1"
 BOB = '\\"Bob\\" <sip:bob@127.0.0.1>'
+
+
+async def _not_stored(database: Database, phone: Any) -> bool:
+    return (phone.contact_uri, AOR) not in await database.subscription_keys()
 
 
 def last_cseq(phone: Any, call_id: str) -> int:
@@ -36,6 +40,9 @@ async def test_graceful_restart_restores_state(
         bob = await line.callee(uas="answer", answer_delay=0.05)
         _, r = await c.subscribe("call-info", 0, dialog=line.subs.pop("C"))  # unsubscribe
         assert r.status == 202
+        await wait_until(
+            lambda: _not_stored(database, c), 5, "the unsubscribe to be written at once"
+        )
         await line.seize(a, 1)
         call = await a.invite("bob", call_info=line.seize_ci % 1, to_display='"Bob"')
         assert call.final is not None and call.final.status == 200

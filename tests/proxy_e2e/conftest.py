@@ -39,6 +39,8 @@ def _merge(a: dict[str, Any], b: Any) -> dict[str, Any]:
 def _stop_all(servers: list[ProxyServer]) -> None:
     errors = []
     for srv in servers:
+        # Shown by pytest only when the test failed: the server's side of the story.
+        print(f"\n--- sipsca log ({srv.workdir.name}) ---\n{srv.log_text()[-6000:]}")
         try:
             srv.stop()
         except AssertionError as exc:

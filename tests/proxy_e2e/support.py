@@ -55,6 +55,7 @@ __all__ = [
     "authorize",
     "build_request",
     "probe_options",
+    "probe_register",
     "rand",
     "rpc_json",
     "self_signed_cert",
@@ -277,8 +278,9 @@ def authorize(
     new = request.copy()
     new.headers.remove("authorization")
     new.headers.remove("proxy-authorization")
-    new.headers.add("Authorization" if challenge_response.status == 401 else "Proxy-Authorization",
-                    value)
+    new.headers.add(
+        "Authorization" if challenge_response.status == 401 else "Proxy-Authorization", value
+    )
     new.headers.set("CSeq", f"{request.cseq.number + 1} {request.method}")
     via = new.headers.values("via")[0]
     branch = via.split("branch=")[1].split(";")[0]
@@ -393,9 +395,16 @@ class RawUdp:
         await asyncio.sleep(min(seconds, 5.0))
         return [d for d, _ in self.datagrams[start:]]
 
-    def answer(self, request: SipRequest, status: int, reason: str | None = None,
-               *, to_tag: str | None = None, extra: list[tuple[str, str]] | None = None,
-               to: tuple[str, int] | None = None) -> SipResponse:
+    def answer(
+        self,
+        request: SipRequest,
+        status: int,
+        reason: str | None = None,
+        *,
+        to_tag: str | None = None,
+        extra: list[tuple[str, str]] | None = None,
+        to: tuple[str, int] | None = None,
+    ) -> SipResponse:
         """Send a response to ``request`` back to the server (or ``to``)."""
         resp = make_response(request, status, reason, to_tag=to_tag or rand(8), extra=extra)
         self.send(resp, to)
@@ -415,6 +424,23 @@ async def probe_options(server: SipscaProcess, timeout: float = WAIT) -> SipResp
             via=udp.via,
             from_=f"<sip:probe@{server.host}>;tag={rand(8)}",
             to=f"<sip:{server.host}:{server.port}>",
+        )
+        udp.send(req)
+        return await udp.response(req.call_id, timeout=timeout)
+
+
+async def probe_register(server: SipscaProcess, timeout: float = WAIT) -> SipResponse:
+    """A REGISTER (stateful: transaction layer + registrar) from a fresh UDP socket."""
+    async with RawUdp(server.sip_addr) as udp:
+        user = f"probe-{rand(6)}"
+        aor = f"sip:{user}@{server.domain}"
+        req = build_request(
+            "REGISTER",
+            f"sip:{server.domain}",
+            via=udp.via,
+            from_=f"<{aor}>;tag={rand(8)}",
+            to=f"<{aor}>",
+            headers=[("Contact", f"<sip:{user}@127.0.0.1:{udp.port}>;expires=60")],
         )
         udp.send(req)
         return await udp.response(req.call_id, timeout=timeout)
@@ -473,7 +499,9 @@ class StreamClient:
 
     @property
     def contact(self) -> str:
-        return f"sip:tcpuser@{self.local[0]}:{self.local[1]};transport={self.transport_name.lower()}"
+        return (
+            f"sip:tcpuser@{self.local[0]}:{self.local[1]};transport={self.transport_name.lower()}"
+        )
 
     async def _read(self) -> None:
         assert self._reader is not None

@@ -26,8 +26,15 @@ def users(server: ProxyServer) -> None:
         add_user(server, user, server.domain, password)
 
 
-def register_request(udp: RawUdp, server: ProxyServer, user: str, *, to_user: str | None = None,
-                     cseq: int = 1, call_id: str | None = None) -> Any:
+def register_request(
+    udp: RawUdp,
+    server: ProxyServer,
+    user: str,
+    *,
+    to_user: str | None = None,
+    cseq: int = 1,
+    call_id: str | None = None,
+) -> Any:
     to_aor = f"sip:{to_user or user}@{server.domain}"
     return build_request(
         "REGISTER",
@@ -125,11 +132,14 @@ async def test_invite_407_then_success_credentials_stripped(
     """An INVITE from a local user gets 407 with Proxy-Authenticate (MD5 and SHA-256); the
     authenticated retry is forwarded to Bob without our Proxy-Authorization, while a
     credential for another realm is left in place (RFC 3261 22.3)."""
-    bob: Phone = await phones(server, "bob", "bob", credentials=("bob", PASSWORDS["bob"]),
-                              uas="answer", answer_delay=0.05)
+    bob: Phone = await phones(
+        server, "bob", "bob", credentials=("bob", PASSWORDS["bob"]), uas="answer", answer_delay=0.05
+    )
     assert (await bob.register()).status == 200
-    foreign = 'Digest username="x", realm="elsewhere.example", nonce="n", uri="sip:x", ' \
-              'response="0123456789abcdef0123456789abcdef"'
+    foreign = (
+        'Digest username="x", realm="elsewhere.example", nonce="n", uri="sip:x", '
+        'response="0123456789abcdef0123456789abcdef"'
+    )
     async with RawUdp(server.sip_addr) as udp:
         req = build_request(
             "INVITE",
@@ -137,16 +147,26 @@ async def test_invite_407_then_success_credentials_stripped(
             via=udp.via,
             from_=f"<sip:alice@{server.domain}>;tag={rand(8)}",
             to=f"<sip:bob@{server.domain}>",
-            headers=[("Contact", f"<sip:alice@127.0.0.1:{udp.port}>"),
-                     ("Proxy-Authorization", foreign)],
+            headers=[
+                ("Contact", f"<sip:alice@127.0.0.1:{udp.port}>"),
+                ("Proxy-Authorization", foreign),
+            ],
         )
         ch = await roundtrip(udp, req)
         assert ch.status == 407, ch
         algs = [parse_challenge(v)["algorithm"] for v in ch.headers.get_all("proxy-authenticate")]
         assert algs == ["SHA-256", "MD5"]
-        udp.send(build_request(  # ACK for the 407 (hop-by-hop, same branch)
-            "ACK", req.uri, via=req.headers.values("via")[0], from_=req.headers.get("from") or "",
-            to=ch.headers.get("to") or "", call_id=req.call_id, cseq=1))
+        udp.send(
+            build_request(  # ACK for the 407 (hop-by-hop, same branch)
+                "ACK",
+                req.uri,
+                via=req.headers.values("via")[0],
+                from_=req.headers.get("from") or "",
+                to=ch.headers.get("to") or "",
+                call_id=req.call_id,
+                cseq=1,
+            )
+        )
         again = authorize(req, ch, "alice", PASSWORDS["alice"], algorithm="MD5")
         again.headers.add("Proxy-Authorization", foreign)
         ok = await roundtrip(udp, again)
@@ -156,12 +176,14 @@ async def test_invite_407_then_success_credentials_stripped(
     assert inv.headers.get_all("authorization") == []
 
 
-async def test_foreign_caller_to_local_user_not_challenged(server: ProxyServer,
-                                                           phones: Any) -> None:
+async def test_foreign_caller_to_local_user_not_challenged(
+    server: ProxyServer, phones: Any
+) -> None:
     """A call from another domain to a local user is not challenged (we cannot know its
     password) and reaches the callee."""
-    carol: Phone = await phones(server, "carol", "carol",
-                                credentials=("carol", PASSWORDS["carol"]), uas=486)
+    carol: Phone = await phones(
+        server, "carol", "carol", credentials=("carol", PASSWORDS["carol"]), uas=486
+    )
     assert (await carol.register()).status == 200
     async with RawUdp(server.sip_addr) as udp:
         req = build_request(
@@ -209,3 +231,27 @@ async def test_stale_nonce(make_server: Any) -> None:
         assert values and all("stale=true" in v.replace(" ", "").lower() for v in values)
         fresh = authorize(late, r, "dave", "dave-pw")
         assert (await roundtrip(udp, fresh)).status == 200
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'Digest username="alice"',
+        'Digest username="alice", realm="127.0.0.1", nonce="x", uri="sip:127.0.0.1", '
+        'response="not-hex"',
+        'Digest username="alice", realm="127.0.0.1", nonce="x", uri="sip:127.0.0.1", '
+        'response="0123456789abcdef0123456789abcdef", qop=auth',
+    ],
+    ids=["missing-params", "response-not-hex", "qop-without-nc"],
+)
+async def test_malformed_credentials_400(server: ProxyServer, value: str) -> None:
+    """A malformed Digest ``Authorization`` is a malformed request: ``400`` with a reason
+    naming the header (not silence, not a 500), and the server keeps serving."""
+    async with RawUdp(server.sip_addr) as udp:
+        req = register_request(udp, server, "alice")
+        req.headers.add("Authorization", value)
+        r = await roundtrip(udp, req)
+        assert r.status == 400, r
+        assert "authorization" in r.reason.lower(), r.reason
+        ok = register_request(udp, server, "alice")
+        assert (await roundtrip(udp, ok)).status == 401

@@ -13,19 +13,37 @@ import os
 from typing import Any
 
 import pytest
-from support import ProxyServer, RawUdp, StreamClient, alive, build_request, probe_options, rand
+from support import (
+    ProxyServer,
+    RawUdp,
+    StreamClient,
+    alive,
+    build_request,
+    probe_options,
+    probe_register,
+    rand,
+)
 
 SERVER_CONFIG = {"server": {"max_message_size": 4000}}
 
 
 async def still_serving(server: ProxyServer) -> None:
+    """The process is alive and answers both a stateless OPTIONS to itself and a stateful
+    REGISTER (transaction layer + registrar)."""
     assert alive(server), server.log_text()[-2000:]
     assert (await probe_options(server)).status == 200
+    assert (await probe_register(server)).status == 200
     assert alive(server)
 
 
-def options_text(server: ProxyServer, udp: RawUdp, call_id: str, drop: str = "",
-                 extra: str = "", max_forwards: str = "70") -> bytes:
+def options_text(
+    server: ProxyServer,
+    udp: RawUdp,
+    call_id: str,
+    drop: str = "",
+    extra: str = "",
+    max_forwards: str = "70",
+) -> bytes:
     lines = [
         f"OPTIONS sip:someone@{server.domain} SIP/2.0",
         f"Via: {udp.via}",

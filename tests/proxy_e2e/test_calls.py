@@ -8,6 +8,7 @@ headers and the body passed through byte for byte, non-2xx ACK hop-by-hop.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from support import ProxyServer, RawUdp, build_request, rand
@@ -169,30 +170,35 @@ async def test_unknown_headers_and_body_byte_for_byte(server: ProxyServer) -> No
         assert (await callee.response(reg.call_id)).status == 200
         body = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=\xc3\xa9\x00\x01 odd\r\nt=0 0\r\n"
         unknown = (
-            b"x-WEIRD-case :  a ,  b;c=\"d, e\"\r\n"
-            b"X-Folded: first\r\n   second part\r\n"
-            b"P-Empty:\r\n"
+            b'x-WEIRD-case :  a ,  b;c="d, e"\r\nX-Folded: first\r\n   second part\r\nP-Empty:\r\n'
         )
         call_id = f"raw-{rand(12)}"
         raw = (
-            f"INVITE sip:{user}@{server.domain} SIP/2.0\r\n"
-            f"Via: {caller.via}\r\n"
-            "Max-Forwards: 42\r\n"
-            f"f: <sip:caller@{server.domain}>;tag={rand(8)}\r\n"
-            f"t: <sip:{user}@{server.domain}>\r\n"
-            f"i: {call_id}\r\n"
-            "CSeq: 7 INVITE\r\n"
-            f"m: <sip:caller@127.0.0.1:{caller.port}>\r\n"
-        ).encode() + unknown + (
-            f"c: application/sdp\r\nl: {len(body)}\r\n\r\n".encode() + body
+            (
+                f"INVITE sip:{user}@{server.domain} SIP/2.0\r\n"
+                f"Via: {caller.via}\r\n"
+                "Max-Forwards: 42\r\n"
+                f"f: <sip:caller@{server.domain}>;tag={rand(8)}\r\n"
+                f"t: <sip:{user}@{server.domain}>\r\n"
+                f"i: {call_id}\r\n"
+                "CSeq: 7 INVITE\r\n"
+                f"m: <sip:caller@127.0.0.1:{caller.port}>\r\n"
+            ).encode()
+            + unknown
+            + (f"c: application/sdp\r\nl: {len(body)}\r\n\r\n".encode() + body)
         )
         caller.send(raw)
         inv = await callee.request("INVITE")
         data = next(d for d, _ in callee.datagrams if d.startswith(b"INVITE "))
         head, _, got_body = data.partition(b"\r\n\r\n")
         assert got_body == body
-        for line in (b"x-WEIRD-case :  a ,  b;c=\"d, e\"", b"X-Folded: first\r\n   second part",
-                     b"P-Empty:", b"i: " + call_id.encode(), b"CSeq: 7 INVITE"):
+        for line in (
+            b'x-WEIRD-case :  a ,  b;c="d, e"',
+            b"X-Folded: first\r\n   second part",
+            b"P-Empty:",
+            b"i: " + call_id.encode(),
+            b"CSeq: 7 INVITE",
+        ):
             assert line in head, (line, head)
         assert inv.max_forwards == 41
         assert inv.uri == contact
@@ -201,3 +207,44 @@ async def test_unknown_headers_and_body_byte_for_byte(server: ProxyServer) -> No
         assert final.status == 486
         ack = await callee.request("ACK")
         assert ack.top_via.branch == inv.top_via.branch
+
+
+async def test_2xx_retransmission_reaches_caller(server: ProxyServer) -> None:
+    """The callee's 200 retransmissions (its ACK is late) pass the proxy statelessly (the
+    client transaction ended with the first 2xx, RFC 3261 16.7/17.1.1.2) and reach the caller
+    with the proxy's Via removed."""
+    user = f"rtx-{rand(6)}"
+    async with RawUdp(server.sip_addr) as callee, RawUdp(server.sip_addr) as caller:
+        reg = build_request(
+            "REGISTER",
+            f"sip:{server.domain}",
+            via=callee.via,
+            from_=f"<sip:{user}@{server.domain}>;tag={rand(8)}",
+            to=f"<sip:{user}@{server.domain}>",
+            headers=[("Contact", f"<sip:{user}@127.0.0.1:{callee.port}>;expires=600")],
+        )
+        callee.send(reg)
+        assert (await callee.response(reg.call_id)).status == 200
+        inv = build_request(
+            "INVITE",
+            f"sip:{user}@{server.domain}",
+            via=caller.via,
+            from_=f"<sip:c@{server.domain}>;tag={rand(8)}",
+            to=f"<sip:{user}@{server.domain}>",
+            headers=[("Contact", f"<sip:c@127.0.0.1:{caller.port}>")],
+        )
+        caller.send(inv)
+        got = await callee.request("INVITE")
+        ok = callee.answer(got, 200, extra=[("Contact", f"<sip:{user}@127.0.0.1:{callee.port}>")])
+        for _ in range(2):
+            await asyncio.sleep(0.2)
+            callee.send(ok)
+        await caller.wait(
+            lambda m: len([x for x in caller.messages if getattr(x, "status", 0) == 200]) >= 3,
+            3.0,
+            "three 200s",
+        )
+        oks = [m for m in caller.messages if getattr(m, "status", 0) == 200]
+        for m in oks:
+            assert len(m.headers.values("via")) == 1
+            assert m.top_via.branch == inv.top_via.branch

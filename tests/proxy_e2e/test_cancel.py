@@ -85,3 +85,19 @@ async def test_cancel_after_final_is_harmless(server: ProxyServer, phones: Any) 
     assert resp.status in (200, 481), resp
     assert not any(r.method == "CANCEL" for r in b.requests), "no CANCEL for an answered branch"
     assert (await a.bye(call)).status == 200
+
+
+async def test_cancel_after_100_only(server: ProxyServer, phones: Any) -> None:
+    """The callee only sent ``100 Trying`` (no ringing): that is enough to CANCEL the branch
+    (RFC 3261 9.1 "any provisional response"); the caller gets 487."""
+    a: Phone = await phones(server, "alice", f"alice-{rand(5)}")
+    b: Phone = await phones(server, "bob", f"bob-{rand(5)}", uas="manual")
+    assert (await b.register()).status == 200
+    call = await a.invite(b.user, wait=False)
+    inc = await b.wait_incoming()
+    await b.provisional(inc, 100, contact=False)
+    await a.quiet(0.2)
+    assert (await a.cancel(call)).status == 200
+    assert (await call.wait_final()).status == 487
+    assert any(r.method == "CANCEL" for r in b.requests)
+    assert 100 in call.statuses() and 180 not in call.statuses()

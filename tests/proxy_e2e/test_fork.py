@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from support import ProxyServer, rand
+from support import ProxyServer, RawUdp, build_request, rand
 
 from helpers.phone import Phone
 
@@ -131,3 +131,29 @@ async def test_unreachable_tcp_contact(make_server: Any, phones: Any) -> None:
     assert call.final is not None
     assert call.final.status in (503, 408), (call.final.status, call.final.reason)
     assert time.monotonic() - t0 < 9
+
+
+async def test_silent_udp_contact_408(make_server: Any, phones: Any) -> None:
+    """A registered UDP contact that never answers: the proxy retransmits the INVITE (timer
+    A) and, when timer B fires (64*T1, T1 = 50 ms here), answers Alice ``408``; no CANCEL is
+    sent to a branch that never sent a provisional response (RFC 3261 9.1)."""
+    srv = make_server({"transaction": {"t1": 0.05}})
+    a: Phone = await phones(srv, "alice", "alice")
+    async with RawUdp(srv.sip_addr) as silent:
+        reg = build_request(
+            "REGISTER",
+            f"sip:{srv.domain}",
+            via=silent.via,
+            from_=f"<sip:mute@{srv.domain}>;tag={rand(8)}",
+            to=f"<sip:mute@{srv.domain}>",
+            headers=[("Contact", f"<sip:mute@127.0.0.1:{silent.port}>;expires=600")],
+        )
+        silent.send(reg)
+        assert (await silent.response(reg.call_id)).status == 200
+        t0 = time.monotonic()
+        call = await a.invite("mute", timeout=10)
+        assert call.final is not None and call.final.status == 408, call.statuses()
+        assert time.monotonic() - t0 < 8
+        invites = [d for d, _ in silent.datagrams if d.startswith(b"INVITE ")]
+        assert len(invites) >= 3, "timer A retransmissions"
+        assert not any(d.startswith(b"CANCEL ") for d, _ in silent.datagrams)

@@ -125,9 +125,7 @@ async def test_several_contacts_and_q(server: ProxyServer) -> None:
         assert rows[c1]["q"] == 0.5 and rows[c2]["q"] == 1.0 and rows[c3]["q"] == 1.0
 
         udp.messages.clear()
-        r = await register(
-            udp, server, user, [f"<{c4}>;q=0.1"], call_id=f"other-{rand(8)}", cseq=1
-        )
+        r = await register(udp, server, user, [f"<{c4}>;q=0.1"], call_id=f"other-{rand(8)}", cseq=1)
         assert r.status == 200, r
         assert set(listed(r)) == {c1, c2, c3, c4}, "the 200 must list all current bindings"
         assert listed(r)[c4]["q"] == "0.1"
@@ -329,7 +327,12 @@ async def test_sigterm_right_after_register_write_through(make_server: Any) -> N
         user = f"wt{round_}-{rand(5)}"
         async with RawUdp(srv.sip_addr) as udp:
             r = await register(
-                udp, srv, user, [f"<sip:{user}@127.0.0.1:47001>"], call_id=rand(12), cseq=1,
+                udp,
+                srv,
+                user,
+                [f"<sip:{user}@127.0.0.1:47001>"],
+                call_id=rand(12),
+                cseq=1,
                 expires=600,
             )
             assert r.status == 200, r

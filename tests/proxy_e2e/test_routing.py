@@ -27,7 +27,7 @@ async def test_strict_router_compat(server: ProxyServer, phones: Any) -> None:
     """An RFC 2543 strict router upstream puts our Record-Route URI in the Request-URI and
     the remote target in Route: we restore the Request-URI from the last Route value and
     forward there (RFC 3261 16.4)."""
-    a, b, call = await established(server, phones)
+    a, b, _call = await established(server, phones)
     d = b.incoming[0].dialog
     async with RawUdp(server.sip_addr) as udp:
         req = build_request(
@@ -239,3 +239,32 @@ async def test_static_route_to_other_domain(make_server: Any) -> None:
             other.answer(got, 202, "Accepted", to=srv.sip_addr)
             resp = await udp.response(req.call_id)
             assert resp.status == 202 and len(resp.vias) == 1
+
+
+def stray_200(top_via: str, second_via: str) -> bytes:
+    return (
+        "SIP/2.0 200 OK\r\n"
+        f"Via: {top_via}\r\n"
+        f"Via: {second_via}\r\n"
+        f"From: <sip:a@127.0.0.1>;tag={rand(8)}\r\n"
+        f"To: <sip:b@127.0.0.1>;tag={rand(8)}\r\n"
+        f"Call-ID: stray-{rand(10)}\r\n"
+        "CSeq: 1 INVITE\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+async def test_stray_2xx_forwarding_needs_our_via(server: ProxyServer) -> None:
+    """RFC 3261 16.7 step 3 / 18.1.2: a 2xx retransmission with no transaction is forwarded
+    statelessly only when its top Via is ours (RFC 4475 bcast: a proxy must not send a
+    response on to whatever the second Via names). A 200 whose top Via is someone else's is
+    dropped: the proxy is no reflector toward an address chosen by the sender."""
+    async with RawUdp(server.sip_addr) as sender, RawUdp(server.sip_addr) as victim:
+        victim_via = f"SIP/2.0/UDP 127.0.0.1:{victim.port};branch=z9hG4bK{rand(12)}"
+        sender.send(stray_200(f"SIP/2.0/UDP 192.0.2.198;branch=z9hG4bK{rand(12)}", victim_via))
+        assert await victim.silence(0.6) == [], "forwarded a response whose top Via is not ours"
+        ours = f"SIP/2.0/UDP 127.0.0.1:{server.port};branch=z9hG4bK{rand(12)}.0;rport"
+        sender.send(stray_200(ours, victim_via))
+        got = await victim.wait(lambda m: getattr(m, "status", 0) == 200, 3.0, "2xx")
+        assert got.headers.values("via") == [victim_via]
+        assert sender.datagrams == []

@@ -105,7 +105,7 @@ def _storage_options(func: Any) -> Any:
     return func
 
 
-async def _with_storage(config: SipscaConfig, action: Any) -> Any:
+async def _with_storage(config: SipscaConfig, action: Any, *, init: bool = True) -> Any:
     from sipsca.storage.registry import open_storage
 
     storage = open_storage(
@@ -113,17 +113,21 @@ async def _with_storage(config: SipscaConfig, action: Any) -> Any:
     )
     await storage.open()
     try:
-        if await storage.schema_version() is None:
+        if init and await storage.schema_version() is None:
             await storage.init_schema()
         return await action(storage)
     finally:
         await storage.close()
 
 
-def _run_storage(config_file: str | None, db_url: str | None, action: Any) -> Any:
+def _run_storage(
+    config_file: str | None, db_url: str | None, action: Any, *, init: bool = True
+) -> Any:
+    """Run ``action(storage)``; ``init``: create the schema first when there is none (the
+    ``db`` commands pass False so that ``db migrate`` reports every step it applies)."""
     try:
         config = _load(config_file, {"db.db_url": db_url})
-        return asyncio.run(_with_storage(config, action))
+        return asyncio.run(_with_storage(config, action, init=init))
     except (ConfigError, StorageError) as exc:
         _fail(exc)
 
@@ -210,7 +214,7 @@ def db_init(config_file: str | None, db_url: str | None) -> None:
     async def action(storage: Any) -> None:
         await storage.init_schema()
 
-    _run_storage(config_file, db_url, action)
+    _run_storage(config_file, db_url, action, init=False)
     click.echo("database initialised")
 
 
@@ -222,7 +226,7 @@ def db_migrate(config_file: str | None, db_url: str | None) -> None:
     async def action(storage: Any) -> list[str]:
         return list(await storage.migrate())
 
-    steps = _run_storage(config_file, db_url, action) or []
+    steps = _run_storage(config_file, db_url, action, init=False) or []
     for step in steps:
         click.echo(step)
     click.echo("database is up to date")

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 class _Forwarded:
     """A proxied server transaction."""
 
-    __slots__ = ("context", "key", "request", "sca", "sca_request", "timer_c")
+    __slots__ = ("answered", "context", "key", "request", "sca", "sca_request", "timer_c")
 
     def __init__(
         self,
@@ -46,6 +46,8 @@ class _Forwarded:
         self.sca = sca
         self.sca_request = sca_request
         self.timer_c: asyncio.TimerHandle | None = None
+        self.answered: set[str] = set()
+        """To-tags of the 2xx already seen: a retransmitted 2xx is relayed, not re-tracked."""
 
 
 class ProxyCore:
@@ -232,9 +234,11 @@ class ProxyCore:
         """2xx retransmissions whose client transaction is gone: forward statelessly (16.7)."""
         if response.cseq.method != "INVITE" or not 200 <= response.status < 300:
             return
-        if not strip_own_via(response):
-            return
         try:
+            # Only a response whose top Via is ours goes on (RFC 4475 3.3.10 bcast): else
+            # anyone could have us send a 2xx to the address in the next Via.
+            if not strip_own_via(response, is_myself=self.app.router.is_myself):
+                return
             via = response.top_via
         except RemoteProtocolError:
             return
@@ -247,12 +251,23 @@ class ProxyCore:
             self._send_cancel(fwd, branch, action.cancel_reason)
         upstream = action.forward_upstream
         if upstream is not None:
-            if fwd.sca and upstream.status > 100:
+            if fwd.sca and upstream.status > 100 and self._first_time(fwd, upstream):
                 app.sca.on_response(upstream, fwd.sca_request, now=app.clock.time())
             app.router.send_reply(upstream, fwd.key)
         if action.done and fwd.timer_c is not None:
             fwd.timer_c.cancel()
             fwd.timer_c = None
+
+    @staticmethod
+    def _first_time(fwd: _Forwarded, response: SipResponse) -> bool:
+        """False for a retransmitted 2xx (same To-tag): Kamailio re-NOTIFYs those, we don't."""
+        if not 200 <= response.status < 300:
+            return True
+        tag = response.to_tag or ""
+        if tag in fwd.answered:
+            return False
+        fwd.answered.add(tag)
+        return True
 
     # ------------------------------------------------------------------ timers / cleanup
     def _arm_timer_c(self, fwd: _Forwarded) -> None:

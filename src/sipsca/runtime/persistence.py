@@ -45,8 +45,8 @@ MAX_BACKOFF = 5.0
 """Longest pause between two retries during a database outage."""
 OP_TIMEOUT = 20.0
 """Seconds one batch may take before it counts as failed (a hung database)."""
-STOP_TIMEOUT = 10.0
-"""Seconds a graceful stop keeps retrying the final write (systemd's TimeoutStopSec is 90)."""
+STOP_TIMEOUT = 5.0
+"""Seconds a graceful stop may spend on the final write, retries included."""
 
 
 class WriteBack:
@@ -77,6 +77,7 @@ class WriteBack:
         self._urgent = False
         self._slowest = 0.0
         """Recent write duration (decaying maximum): how early a batch must start."""
+        self._warned = -math.inf
         self.backoff = MIN_BACKOFF
         self.failures = 0
         self.writes = 0
@@ -128,7 +129,7 @@ class WriteBack:
             return None
         if self.interval == 0 or self._urgent:
             return self._oldest
-        lead = min(self.interval / 2, 2 * self._slowest + 0.05)
+        lead = min(self.interval / 2, 2 * self._slowest + 0.1)
         return self._oldest + self.interval - lead
 
     async def _wait_due(self) -> None:
@@ -203,6 +204,16 @@ class WriteBack:
                 raise
             duration = time.perf_counter() - start
             self._slowest = max(duration, self._slowest * 0.9)
+            if 0 < self.interval < 2 * duration and time.monotonic() > self._warned + 60:
+                self._warned = time.monotonic()
+                logger.warning(
+                    "database write of %d changes took %.3f s, more than half of"
+                    " db_update_interval (%g s): changes may reach the database later than"
+                    " the interval; raise db_update_interval or speed up the database",
+                    len(subs) + len(apps) + len(binds),
+                    duration,
+                    self.interval,
+                )
             self.writes += 1
             if not self.healthy:
                 logger.warning(
@@ -242,18 +253,23 @@ class WriteBack:
                 await storage.delete_bindings(deleted_binds)
 
     async def close(self, stop_timeout: float = STOP_TIMEOUT) -> None:
-        """Stop the writer and write everything queued, retrying for up to ``stop_timeout`` s."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        """Stop the writer and write everything queued, retrying for up to ``stop_timeout`` s.
+
+        A write in progress is allowed to finish first (cancelling a driver in the middle of
+        a statement can spoil its connection); the whole stop is bounded by ``stop_timeout``.
+        """
         delay = 0.2
         error: BaseException | None = None
+        task, self._task = self._task, None
         try:
             async with asyncio.timeout(stop_timeout):
+                if task is not None:
+                    async with self._lock:  # waits for a write in progress
+                        task.cancel()
+                    try:
+                        await task
+                    except asyncio.CancelledError:
+                        pass
                 while True:
                     try:
                         await self.flush()
@@ -264,6 +280,9 @@ class WriteBack:
                     delay = min(delay * 2, 2.0)
         except TimeoutError:
             error = error or StorageError(f"timed out after {stop_timeout:g} s")
+        finally:
+            if task is not None and not task.done():
+                task.cancel()
         logger.error("final database write failed, %d changes lost: %s", self.pending, error)
 
 

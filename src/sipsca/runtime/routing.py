@@ -21,7 +21,7 @@ from sipsca.registrar.logic import aor_of, decide_register, lookup_targets
 from sipsca.runtime.persistence import SubscriberCache
 from sipsca.sip.address import Flow, parse_flow
 from sipsca.sip.message import SipRequest, SipResponse, make_response
-from sipsca.sip.uri import SipUri
+from sipsca.sip.uri import SipUri, parse_uri
 from sipsca.sip.validate import validate_request
 from sipsca.transaction import response_destination
 
@@ -47,6 +47,18 @@ def stateless_tag(request: SipRequest) -> str:
     """A To-tag that is the same for retransmissions of one request (as Kamailio's sl)."""
     seed = f"{request.call_id}|{request.from_tag}|{request.top_via.branch}"
     return hashlib.blake2s(seed.encode(), digest_size=6).hexdigest()
+
+
+def _request_uri(contact: str) -> str:
+    """A bound contact as Request-URI: escaped ``?headers`` dropped (RFC 3261 19.1.1 table:
+    not allowed in a Request-URI; RFC 4475 3.3.14 keeps them in the binding only)."""
+    if "?" not in contact:
+        return contact
+    try:
+        uri = parse_uri(contact)
+    except RemoteProtocolError:
+        return contact
+    return str(uri.without_headers()) if uri.headers else contact
 
 
 class Target:
@@ -207,7 +219,12 @@ class RequestRouter:
         header_uri = request.to.uri if not proxy else request.from_.uri
         realm = app.config.auth.realm or header_uri.host.lower()
         now = app.clock.time()
-        creds = self.auth.credentials(request, realm=realm, proxy=proxy)
+        try:
+            creds = self.auth.credentials(request, realm=realm, proxy=proxy)
+        except RemoteProtocolError as exc:  # a malformed Digest value: answer, never hang
+            app.metrics.auth_failure("invalid")
+            self.reply(request, key, exc.status_hint or 400, exc.reason)
+            return
         if creds is None:
             app.metrics.auth_failure("challenge")
             self.send_reply(
@@ -404,7 +421,7 @@ class RequestRouter:
                     flow = parse_flow(binding.received)
                 except RemoteProtocolError:
                     flow = None
-            targets.append(Target(binding.contact, flow, binding.path))
+            targets.append(Target(_request_uri(binding.contact), flow, binding.path))
         return targets
 
     def purge_bindings(self, now: float) -> None:

@@ -436,8 +436,9 @@ class CallTracker:
             if appearance is not None:
                 if appearance.state is S.ACTIVE_PENDING:
                     table.set_state(appearance, S.ACTIVE, now)
-                # Kamailio notifies the called line's group on the ACK (§5.6 step 2).
-                self.core.want_broadcast(callee)
+                # Kamailio notifies the called line's group on the ACK (§5.6 step 2) because it
+                # says nothing on the 200; sipsca already announced `active` on the 200, so an
+                # ACK that changes nothing visible sends nothing (no duplicate NOTIFY).
 
     # -- responses -------------------------------------------------------------------
 

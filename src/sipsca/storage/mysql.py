@@ -7,6 +7,7 @@ are logged instead of being raised through Python's ``warnings`` machinery.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -15,7 +16,19 @@ from urllib.parse import unquote, urlsplit
 import aiomysql
 
 from sipsca.errors import ConfigError, StorageError
-from sipsca.storage._sql import CONNECT_TIMEOUT, MYSQL, Row, SqlStorage, Step, map_exceptions
+from sipsca.sca.model import Subscription
+from sipsca.storage._sql import (
+    CONNECT_TIMEOUT,
+    MYSQL,
+    SUBS_COLUMNS,
+    Row,
+    SqlStorage,
+    Step,
+    latest_subscriptions,
+    map_exceptions,
+    subscription_row,
+)
+from sipsca.storage.base import SubscriptionKey
 
 __all__ = ["MysqlStorage", "parse_mysql_url"]
 
@@ -23,6 +36,20 @@ log = logging.getLogger(__name__)
 
 _ERRORS = (aiomysql.MySQLError, OSError)
 _DEADLOCK = 1213  # ER_LOCK_DEADLOCK: InnoDB rolled the transaction back, run it again
+_CHUNK = 250
+"""Rows per bulk DELETE statement (two or four placeholders each)."""
+
+
+def _chunks(items: Sequence[Subscription], size: int = _CHUNK) -> list[Sequence[Subscription]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _by_event(keys: Sequence[tuple[str, int, str, int]]) -> dict[tuple[int, int], list[Row]]:
+    """(aor, event code, subscriber, server_id) keys grouped by (event code, server_id)."""
+    groups: dict[tuple[int, int], list[Row]] = {}
+    for aor, event, subscriber, server_id in keys:
+        groups.setdefault((event, server_id), []).append((aor, subscriber))
+    return groups
 
 
 class _LoggingCursor(aiomysql.Cursor):  # type: ignore[misc]
@@ -111,13 +138,58 @@ class MysqlStorage(SqlStorage):
                 await cur.execute(sql, tuple(params) or None)
                 return list(await cur.fetchall())
 
+    # Bulk statements: aiomysql's executemany sends a DELETE once per row (one round trip
+    # each), which made a write-back batch of a few hundred subscriptions take most of a
+    # second. Row-value IN lists of strings only (event and server_id outside), so MariaDB
+    # looks them up by index instead of comparing every row with every tuple.
+
+    def _delete_by_key(self, keys: Sequence[tuple[str, int, str, int]]) -> list[Step]:
+        t = self.subs_table
+        steps: list[Step] = []
+        for (event, server_id), pairs in _by_event(keys).items():
+            for i in range(0, len(pairs), _CHUNK):
+                chunk = pairs[i : i + _CHUNK]
+                marks = ", ".join("(%s, %s)" for _ in chunk)
+                sql = (
+                    f"DELETE FROM {t} WHERE event = %s AND server_id = %s"
+                    f" AND (aor, subscriber) IN ({marks})"
+                )
+                steps.append((sql, [(event, server_id, *(v for pair in chunk for v in pair))]))
+        return steps
+
+    async def save_subscriptions(self, subscriptions: Sequence[Subscription]) -> None:
+        """As :meth:`SqlStorage.save_subscriptions` (delete by key, by Kamailio's dialog key,
+        insert; one transaction), in a few statements per batch."""
+        subs = latest_subscriptions(subscriptions)
+        if not subs:
+            return
+        t = self.subs_table
+        steps = self._delete_by_key(
+            [(s.aor, s.event.db_code, s.subscriber, s.server_id) for s in subs]
+        )
+        for chunk in _chunks(subs):
+            marks = ", ".join("(%s, %s, %s, %s)" for _ in chunk)
+            sql = f"DELETE FROM {t} WHERE (subscriber, call_id, from_tag, to_tag) IN ({marks})"
+            params = tuple(
+                v for s in chunk for v in (s.subscriber, s.call_id, s.from_tag, s.to_tag)
+            )
+            steps.append((sql, [params]))
+        insert = f"INSERT INTO {t} ({SUBS_COLUMNS}) VALUES ({', '.join(['%s'] * 13)})"
+        steps.append((insert, [subscription_row(s) for s in subs]))  # batched by aiomysql
+        await self._tx(steps)
+
+    async def delete_subscriptions(self, keys: Sequence[SubscriptionKey]) -> None:
+        steps = self._delete_by_key([(a, e.db_code, s, self.server_id) for a, e, s in keys])
+        if steps:
+            await self._tx(steps)
+
     async def _transaction(self, steps: Sequence[Step]) -> list[int]:
         pool = self._checked_pool()
         counts = []
         with map_exceptions(_ERRORS, "mysql: write failed"):
             async with pool.acquire() as conn:
-                await conn.begin()
                 try:
+                    await conn.begin()
                     async with conn.cursor() as cur:
                         for sql, rows in steps:
                             if len(rows) == 1:
@@ -125,6 +197,12 @@ class MysqlStorage(SqlStorage):
                             else:
                                 counts.append(await cur.executemany(sql, rows))
                     await conn.commit()
+                except asyncio.CancelledError:
+                    # Cancelled mid-exchange (write timeout, graceful stop): the connection may
+                    # hold an unread reply, so it is dropped, not reused (the server rolls the
+                    # transaction back when the connection closes).
+                    conn.close()
+                    raise
                 except BaseException:
                     await conn.rollback()
                     raise

@@ -5,15 +5,18 @@ file while sipsca writes; ``synchronous=NORMAL`` is durable across a process cra
 what the write-back needs. Writes go through one connection, serialised by a lock so one
 coroutine's transaction cannot swallow another one's statements; reads use a second connection
 (WAL readers never wait for a writer), so a digest lookup is not stuck behind a write that
-waits ``busy_timeout`` for another process's lock.
+waits for another process's lock. That wait (up to :data:`BUSY_TIMEOUT`) is done in short
+slices, so a cancelled write lets go of the connection at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -23,6 +26,31 @@ from sipsca.storage._sql import SQLITE, Row, SqlStorage, Step, map_exceptions
 __all__ = ["SqliteStorage"]
 
 _ERRORS = (sqlite3.Error, OSError)
+T = TypeVar("T")
+BUSY_TIMEOUT = 5.0
+"""Seconds a write waits for another process's lock on the file before it fails."""
+_BUSY_SLICE_MS = 100
+"""SQLite's own busy wait per attempt: short, because a statement running in aiosqlite's
+thread cannot be interrupted, so a cancelled write (time limit, graceful stop) would otherwise
+hold the connection for the whole busy timeout."""
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
+
+
+async def _patiently(call: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``await call(*args)``, retried while the file is locked, for up to BUSY_TIMEOUT."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BUSY_TIMEOUT
+    while True:
+        try:
+            return await call(*args)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or loop.time() >= deadline:
+                raise
+        await asyncio.sleep(0.02)
 
 
 class SqliteStorage(SqlStorage):
@@ -45,7 +73,7 @@ class SqliteStorage(SqlStorage):
         try:
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=NORMAL")
-            await conn.execute("PRAGMA busy_timeout=5000")
+            await conn.execute(f"PRAGMA busy_timeout={_BUSY_SLICE_MS}")
         except BaseException:
             await conn.close()
             raise
@@ -87,18 +115,25 @@ class SqliteStorage(SqlStorage):
         if reader is None:
             async with self._lock:
                 with map_exceptions(_ERRORS, "sqlite: query failed"):
-                    return list(await conn.execute_fetchall(sql, params))
+                    return list(await _patiently(conn.execute_fetchall, sql, params))
         async with self._read_lock:
             with map_exceptions(_ERRORS, "sqlite: query failed"):
-                return list(await reader.execute_fetchall(sql, params))
+                return list(await _patiently(reader.execute_fetchall, sql, params))
+
+    async def _begin(self, conn: aiosqlite.Connection) -> None:
+        """BEGIN IMMEDIATE, waiting up to BUSY_TIMEOUT for the write lock in short slices."""
+        await _patiently(conn.execute, "BEGIN IMMEDIATE")
 
     async def _transaction(self, steps: Sequence[Step]) -> list[int]:
         conn = self._connection()
         counts = []
         async with self._lock:
             with map_exceptions(_ERRORS, "sqlite: write failed"):
-                await conn.execute("BEGIN IMMEDIATE")
                 try:
+                    # BEGIN inside the try: if this coroutine is cancelled (write timeout,
+                    # graceful stop) while aiosqlite's thread still runs a statement, the
+                    # ROLLBACK is queued behind it, so no transaction is ever left open.
+                    await self._begin(conn)
                     for sql, rows in steps:
                         # sqlite3's executemany refuses DDL, so single rows go through execute.
                         if len(rows) == 1:
@@ -109,6 +144,7 @@ class SqliteStorage(SqlStorage):
                         await cursor.close()
                     await conn.execute("COMMIT")
                 except BaseException:
-                    await conn.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):  # "no transaction is active"
+                        await conn.execute("ROLLBACK")
                     raise
         return counts

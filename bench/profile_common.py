@@ -1,0 +1,216 @@
+"""Shared pieces of the in-process profiles (``bench/profile_*.py``): no sockets, no SIPp.
+
+A :class:`Harness` runs a real :class:`~sipsca.runtime.app.SipApplication` whose transport
+``send`` is captured; fake phones (:class:`Phone`) answer what the server sends them. The
+phones' own work (cutting the server's messages apart, building their answers) is timed
+separately, so the figures printed are the *server's* cost per cycle, with the phone cost
+shown next to it. Times are CPU time of this process (``time.process_time``), which is far
+less disturbed than wall time when other work shares the machine.
+
+The event loop does not run while messages are fed, so no timer fires: every transaction
+stays alive for the whole run, as at steady state under load (timer J keeps a non-INVITE
+server transaction 32 s over UDP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import logging
+import os
+import pstats
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from sipsca.config import ServerConfig, SipscaConfig
+from sipsca.runtime.app import SipApplication
+from sipsca.sip.address import Flow
+from sipsca.storage.memory import MemoryStorage
+
+HOST = "127.0.0.1"
+
+Head = tuple[str, dict[str, list[str]], bytes]
+"""A message as the fake phones see it: start line, ``{lower-case name: [raw lines]}``, body."""
+
+_COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact", "l": "content-length"}
+
+
+def split_message(data: bytes) -> Head:
+    """Cut a message into start line, raw header lines by lower-case name, and body (cheap)."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    fields: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        name = line[: line.index(":")].strip().lower()
+        fields.setdefault(_COMPACT.get(name, name), []).append(line)
+    return lines[0], fields, body
+
+
+def value(line: str) -> str:
+    """The value of a raw header line."""
+    return line.partition(":")[2].strip()
+
+
+def response_to(msg: Head, status: str, *, to_tag: str = "", extra: str = "", body: str = "") -> bytes:
+    """A phone's response to a request it received (Via, Record-Route... copied)."""
+    _, h, _ = msg
+    to = h["to"][0]
+    if to_tag and ";tag=" not in to:
+        to += f";tag={to_tag}"
+    lines = [f"SIP/2.0 {status}", *h["via"], *h.get("record-route", ()), *h["from"], to]
+    lines += [*h["call-id"], *h["cseq"]]
+    if extra:
+        lines.append(extra)
+    if body:
+        lines.append("Content-Type: application/sdp")
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+class Phone:
+    """A UA at ``udp:127.0.0.1:port``; ``on_message`` returns the datagrams it sends back."""
+
+    def __init__(self, user: str, port: int) -> None:
+        self.user = user
+        self.port = port
+        self.flow = Flow("udp", HOST, port)
+        self.received: list[Head] = []
+        self.keep = False
+        """Keep every message received in :attr:`received` (for scripts that read them)."""
+
+    def on_message(self, msg: Head) -> list[bytes]:
+        start = msg[0]
+        if start.startswith("NOTIFY "):
+            return [response_to(msg, "200 OK")]
+        if self.keep:
+            self.received.append(msg)
+        return []
+
+
+class Harness:
+    """A SipApplication on a captured transport plus the phones it talks to."""
+
+    def __init__(self, app: SipApplication) -> None:
+        self.app = app
+        self.phones: dict[int, Phone] = {}
+        self._sent: list[tuple[bytes, Flow]] = []
+        app.transports.send = self._capture  # type: ignore[method-assign]
+        self.phone_seconds = 0.0
+        self.messages_in = 0
+        self.messages_out = 0
+
+    def _capture(self, data: bytes, flow: Flow) -> None:
+        self._sent.append((data, flow))
+
+    def add(self, phone: Phone) -> Phone:
+        self.phones[phone.port] = phone
+        return phone
+
+    def send(self, phone: Phone, data: bytes) -> None:
+        """``phone`` sends ``data`` to the server; everything that follows is delivered
+        (the phones' answers too) until the server has nothing more to send."""
+        app = self.app
+        queue = [(data, phone.flow)]
+        sent = self._sent
+        clock = time.process_time
+        while queue:
+            for data, flow in queue:
+                self.messages_in += 1
+                app.on_bytes(data, flow)
+            queue = []
+            if not sent:
+                break
+            out = sent[:]
+            sent.clear()
+            self.messages_out += len(out)
+            start = clock()
+            for data, flow in out:
+                target = self.phones.get(flow.port)
+                if target is None:
+                    continue
+                for reply in target.on_message(split_message(data)):
+                    queue.append((reply, target.flow))
+            self.phone_seconds += clock() - start
+
+
+async def start_app(config: SipscaConfig | None = None) -> SipApplication:
+    storage = MemoryStorage()
+    await storage.open()
+    app = SipApplication(
+        config or SipscaConfig(server=ServerConfig(domains=(HOST,))), storage
+    )
+    await app.start((f"udp:{HOST}:0",))
+    return app
+
+
+def arguments(doc: str | None, default_count: int) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=default_count)
+    parser.add_argument("--repeat", type=int, default=1, help="fresh server per run, best kept")
+    parser.add_argument("--profile", action="store_true", help="cProfile, top 40 by cumulative")
+    parser.add_argument("--sort", default="cumtime", help="pstats sort key with --profile")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="root log level; INFO writes the server's INFO lines to /dev/null as in production",
+    )
+    parser.add_argument("--no-gc", action="store_true", help="disable the cyclic GC while measuring")
+    args = parser.parse_args()
+    args.count = max(1, min(args.count, 200_000))
+    handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 (lives until exit)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(args.log_level.upper())
+    return args
+
+
+def measure(
+    args: argparse.Namespace,
+    label: str,
+    setup: Callable[[], Coroutine[Any, Any, Any]],
+    body: Callable[[Any], None],
+    teardown: Callable[[Any], Coroutine[Any, Any, None]],
+    *,
+    phone_seconds: Callable[[Any], float],
+) -> None:
+    """Run ``body(state)`` ``args.repeat`` times on fresh state; print server us per cycle."""
+
+    async def main() -> None:
+        results = []
+        for _ in range(args.repeat):
+            state = await setup()
+            profiler = cProfile.Profile() if args.profile else None
+            gc.collect()
+            if args.no_gc:
+                gc.disable()
+            collections = sum(s["collections"] for s in gc.get_stats())
+            start = time.process_time()
+            if profiler is not None:
+                profiler.enable()
+            body(state)
+            if profiler is not None:
+                profiler.disable()
+            elapsed = time.process_time() - start
+            collections = sum(s["collections"] for s in gc.get_stats()) - collections
+            gc.enable()
+            phone = phone_seconds(state)
+            server = elapsed - phone
+            results.append((server, phone, collections))
+            print(
+                f"{label}: {args.count / server:,.0f}/s server side, {server / args.count * 1e6:.1f} us"
+                f" each (+ {phone / args.count * 1e6:.1f} us fake phones; {collections} GC runs)"
+            )
+            if profiler is not None:
+                pstats.Stats(profiler).sort_stats(args.sort).print_stats(40)
+            await teardown(state)
+        if args.repeat > 1:
+            best = min(results)
+            print(f"{label}: best {best[0] / args.count * 1e6:.1f} us server side per cycle")
+
+    asyncio.run(main())
