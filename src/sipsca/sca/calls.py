@@ -433,12 +433,11 @@ class CallTracker:
         callee = self._callee_line(leg, None, caller)
         if callee is not None:
             appearance = table.find_by_dialog(callee, leg.call_id, leg.from_tag, leg.to_tag)
-            if appearance is not None:
-                if appearance.state is S.ACTIVE_PENDING:
-                    table.set_state(appearance, S.ACTIVE, now)
-                # Kamailio notifies the called line's group on the ACK (§5.6 step 2) because it
-                # says nothing on the 200; sipsca already announced `active` on the 200, so an
-                # ACK that changes nothing visible sends nothing (no duplicate NOTIFY).
+            # Kamailio notifies the called line's group on the ACK (§5.6 step 2) because it
+            # says nothing on the 200; sipsca already announced `active` on the 200, so an
+            # ACK that changes nothing visible sends nothing (no duplicate NOTIFY).
+            if appearance is not None and appearance.state is S.ACTIVE_PENDING:
+                table.set_state(appearance, S.ACTIVE, now)
 
     # -- responses -------------------------------------------------------------------
 
