@@ -48,6 +48,7 @@ async def serve(
 ) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT), then flush state and return."""
     stop = stop or asyncio.Event()
+    server_ctx, client_ctx = _tls_contexts(config)  # config problems first: nothing to undo yet
     storage = open_storage(
         config.db.db_url, subs_table=config.db.subs_table, server_id=config.db.server_id
     )
@@ -61,7 +62,6 @@ async def serve(
         raise ConfigError(f"db.db_url: cannot use database {redact_url(config.db.db_url)}: {exc}")
     metrics = Metrics()
     app = SipApplication(config, storage, metrics=metrics)
-    server_ctx, client_ctx = _tls_contexts(config)
     app.transports.ssl_server = server_ctx
     app.transports.ssl_client = client_ctx
     try:
@@ -76,7 +76,7 @@ async def serve(
     except OSError as exc:
         await app.transports.close()
         await storage.close()
-        raise ConfigError(f"server.listen: cannot listen: {exc.strerror or exc}")
+        raise ConfigError(f"server.listen: cannot listen on {exc.strerror or exc}")
     management = Management(app, started=time.time())
     runner = None
     if config.rpc.enabled:

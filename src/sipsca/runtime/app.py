@@ -147,7 +147,13 @@ class SipApplication:
         listeners = []
         for item in listen:
             transport, host, port = parse_listen(item)
-            listeners.append(await self.transports.listen(transport, host, port))
+            try:
+                listeners.append(await self.transports.listen(transport, host, port))
+            except OSError as exc:
+                # uvloop wraps the errno in __cause__ ("could not bind to local_addr").
+                cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+                reason = cause.strerror or str(cause)
+                raise OSError(cause.errno, f"{item}: {reason}") from exc
         for listener in listeners:
             self.local_hosts.add((listener.host, listener.port))
             if listener.host in ("127.0.0.1", "::1"):
