@@ -170,6 +170,35 @@ def arguments(doc: str | None, default_count: int) -> argparse.Namespace:
     return args
 
 
+class GcTimer:
+    """Counts cyclic-GC runs per generation and the time they take (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.runs = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._start = 0.0
+
+    def __enter__(self) -> GcTimer:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            generation = info["generation"]
+            self.runs[generation] += 1
+            self.seconds[generation] += time.perf_counter() - self._start
+
+    def summary(self, count: int) -> str:
+        return ", ".join(
+            f"gen{g} x{self.runs[g]} {self.seconds[g] / count * 1e6:.1f} us/cycle" for g in range(3)
+        )
+
+
 def measure(
     args: argparse.Namespace,
     label: str,
@@ -189,22 +218,22 @@ def measure(
             gc.collect()
             if args.no_gc:
                 gc.disable()
-            collections = sum(s["collections"] for s in gc.get_stats())
-            start = time.process_time()
-            if profiler is not None:
-                profiler.enable()
-            body(state)
-            if profiler is not None:
-                profiler.disable()
-            elapsed = time.process_time() - start
-            collections = sum(s["collections"] for s in gc.get_stats()) - collections
+            with GcTimer() as gc_timer:
+                start = time.process_time()
+                if profiler is not None:
+                    profiler.enable()
+                body(state)
+                if profiler is not None:
+                    profiler.disable()
+                elapsed = time.process_time() - start
             gc.enable()
             phone = phone_seconds(state)
             server = elapsed - phone
-            results.append((server, phone, collections))
+            results.append((server, phone))
             print(
                 f"{label}: {args.count / server:,.0f}/s server side, {server / args.count * 1e6:.1f} us"
-                f" each (+ {phone / args.count * 1e6:.1f} us fake phones; {collections} GC runs)"
+                f" each (+ {phone / args.count * 1e6:.1f} us fake phones)\n"
+                f"  GC: {gc_timer.summary(args.count)}"
             )
             if profiler is not None:
                 pstats.Stats(profiler).sort_stats(args.sort).print_stats(40)

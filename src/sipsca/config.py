@@ -32,14 +32,20 @@ class ServerConfig:
     advertised_address: str = ""
     """Host[:port] put in Via/Record-Route instead of the listen address (NAT, 0.0.0.0)."""
     tls_cert: str = ""
+    """PEM certificate (chain) for ``tls`` listeners."""
     tls_key: str = ""
+    """PEM private key of ``tls_cert``."""
     user_agent: str = "sipsca"
+    """``Server``/``User-Agent`` header value of generated messages; empty = none."""
     max_message_size: int = 65535
+    """Largest SIP message accepted, in bytes (larger ones are rejected or dropped)."""
     tcp_idle_timeout: float = 600.0
     """Seconds an idle TCP/TLS connection is kept open."""
     max_connections: int = 4096
+    """Open TCP/TLS connections at most; further ones are refused (check ``LimitNOFILE``)."""
     overload_queue: int = 20000
-    """Requests waiting beyond this are shed with 503 + Retry-After."""
+    """Reserved (accepted, not used yet): overload is detected from event-loop lag above
+    0.5 s, then new dialogs are shed with 503 + Retry-After."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +53,11 @@ class TransactionConfig:
     """RFC 3261 17 timer values in seconds."""
 
     t1: float = 0.5
+    """RTT estimate T1: first retransmission interval over UDP."""
     t2: float = 4.0
+    """T2: longest retransmission interval of non-INVITE requests and INVITE responses."""
     t4: float = 5.0
+    """T4: how long a message may stay in the network (wait times of completed transactions)."""
     timer_c: float = 180.0
     """Proxy INVITE timer C (RFC 3261 16.6 step 11), > 3 minutes recommended."""
 
@@ -58,6 +67,7 @@ class LineConfig:
     """A shared line (AoR) with optional explicit membership and aliases."""
 
     aor: str
+    """The line's address of record, e.g. ``sip:215@example.com``."""
     members: tuple[str, ...] = ()
     """AoRs/usernames allowed to subscribe (empty = anybody allowed to reach the line)."""
     aliases: tuple[str, ...] = ()
@@ -71,22 +81,32 @@ class ScaConfig:
     hash_table_size: int = -1
     """Accepted for compatibility; Python dicts need no sizing (ignored)."""
     call_info_max_expires: int = 3600
+    """Longest call-info subscription granted, seconds (Kamailio's parameter)."""
     line_seize_max_expires: int = 15
+    """Longest line-seize subscription granted, seconds (Kamailio's parameter)."""
     purge_expired_interval: int = 120
+    """Seconds between purges of expired subscriptions and stale appearances."""
     server_address: str = ""
     """Used verbatim as Contact of SUBSCRIBE 2xx replies and NOTIFYs when set."""
     onhold_bflag: int = -1
-    """Kamailio branch flag forcing hold; in sipsca: -1 off, >=0 means 'treat every
-    re-INVITE from a line as hold' is NOT implied - see docs/compat.md."""
+    """Kamailio's branch flag marking a call as held: accepted for compatibility and ignored
+    (sipsca reads hold from the SDP; a value >= 0 logs a warning). See docs/compat.md."""
     contact_fallback: str = ""
+    """Owner URI used when a routed call message has no Contact (Kamailio's parameter)."""
     max_appearances: int = 0
     """Appearances per line; 0 = unbounded (Kamailio)."""
     seized_ttl: int = 120
+    """A ``seized`` appearance not used by a call for this long is released by the purge."""
     pending_ttl: int = 35
+    """An answered but not ACKed appearance older than this is promoted to ``active`` (full
+    dialog) or released by the purge."""
     call_info_uri: str = "domain"
     """``domain`` renders ``<sip:DOMAIN>`` (Kamailio); ``aor`` renders the full AoR."""
     line_identification: tuple[str, ...] = ("request_uri", "to", "from", "alias")
+    """Which message parts may name a line, in this order (``request_uri``, ``to``,
+    ``from``, ``alias``); see docs/sca.md."""
     lines: tuple[LineConfig, ...] = ()
+    """Shared lines with explicit members and aliases (``[[sca.lines]]`` tables)."""
     incoming_alerting: bool = True
     """Show incoming calls to a line as ``alerting`` and add Call-Info to forked INVITEs."""
     outgoing_auto_appearance: bool = True
@@ -99,9 +119,13 @@ class DbConfig:
     """Kamailio style: ``sqlite://`` + path (``sqlite://var/x.sqlite`` is relative,
     ``sqlite:///var/lib/x.sqlite`` absolute)."""
     subs_table: str = "sca_subscriptions"
+    """Name of Kamailio's subscriptions table (version 2); a plain SQL identifier."""
     db_update_interval: int = 300
-    """Seconds between write-backs; 0 = write-through."""
+    """Seconds a change may wait before it is written (Kamailio's write-back); 0 = write
+    every change at once. Deletes of subscriptions are always written at once, and a graceful
+    stop writes everything."""
     server_id: int = 0
+    """This server's id in a shared database: it loads and deletes only its own rows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +135,11 @@ class AuthConfig:
     realm: str = ""
     """Defaults to the From/To domain of the request when empty."""
     allow_unauthenticated: bool = False
+    """Must be true to run ``mode = "none"`` on a non-loopback listener."""
     nonce_ttl: int = 300
+    """Seconds a digest nonce is valid; an older one gets a ``stale=true`` challenge."""
     algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    """Digest algorithms offered, in order (``SHA-256``, ``MD5``)."""
     secret: str = ""
     """Nonce signing key; random per start when empty."""
 
@@ -120,15 +147,19 @@ class AuthConfig:
 @dataclass(frozen=True, slots=True)
 class RegistrarConfig:
     min_expires: int = 60
+    """Shortest registration accepted, seconds (shorter: 423 Interval Too Brief)."""
     max_expires: int = 3600
+    """Longest registration granted, seconds (longer requests are cut down)."""
     default_expires: int = 3600
+    """Registration time when the REGISTER gives none, seconds."""
     max_contacts: int = 0
-    """0 = unlimited."""
+    """Contacts one AoR may register at most; 0 = unlimited."""
 
 
 @dataclass(frozen=True, slots=True)
 class ProxyConfig:
     record_route: bool = True
+    """Record-Route dialog-creating requests, so in-dialog requests pass through sipsca."""
     static_routes: tuple[tuple[str, str], ...] = ()
     """(domain, ``transport:host:port``) next hops for non-local domains."""
     unknown_user_status: int = 404
@@ -138,13 +169,19 @@ class ProxyConfig:
 @dataclass(frozen=True, slots=True)
 class RpcConfig:
     listen: str = "127.0.0.1:5080"
+    """``host:port`` of the JSON-RPC (``POST /RPC``), ``/metrics`` and ``/health`` listener;
+    a non-loopback address needs ``token``."""
     token: str = ""
+    """Bearer token required on every route when set (``Authorization: Bearer ...``)."""
     enabled: bool = True
+    """Run the management listener at all."""
 
 
 @dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "INFO"
+    """``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` or ``CRITICAL`` (changeable at runtime with
+    the ``log.set_level`` RPC)."""
     format: str = "text"
     """``text`` or ``json``."""
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from helpers.server import SipscaProcess
 from ops.support import Database, OpsServer, PrivateMariadb, PrivatePostgres
 
 ENV = {"postgresql": "SIPSCA_TEST_PG_URL", "mysql": "SIPSCA_TEST_MYSQL_URL"}
@@ -33,7 +32,7 @@ def require_backend(backend: str) -> None:
     var = ENV.get(backend)
     if var is None or os.environ.get(var):
         return
-    reason = f"{var} not set (eval \"$(bash .ci/db.sh start)\")"
+    reason = f'{var} not set (eval "$(bash .ci/db.sh start)")'
     if os.environ.get("CI"):
         pytest.fail(f"{reason}, and CI is set: the {backend} backend must be tested")
     pytest.skip(reason)
@@ -100,8 +99,9 @@ def ops_server(tmp_path: Path) -> Iterator[Callable[..., OpsServer]]:
     unless the test killed it) and cleaned up at teardown."""
     made: list[OpsServer] = []
 
-    def make(db: Database, config: dict[str, Any] | None = None, *, start: bool = True,
-             **kw: Any) -> OpsServer:  # fmt: skip
+    def make(
+        db: Database, config: dict[str, Any] | None = None, *, start: bool = True, **kw: Any
+    ) -> OpsServer:
         srv = OpsServer(tmp_path / f"sipsca{len(made)}", config, db_url=db.url, **kw)
         made.append(srv)
         return srv.start() if start else srv  # type: ignore[return-value]
@@ -116,7 +116,3 @@ def ops_server(tmp_path: Path) -> Iterator[Callable[..., OpsServer]]:
         finally:
             srv.cleanup()
     assert not errors, "\n".join(errors)
-
-
-def started(server: SipscaProcess) -> SipscaProcess:
-    return server

@@ -59,7 +59,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def cli(*args: str, timeout: float = CLI_TIMEOUT, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, timeout: float = CLI_TIMEOUT, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m sipsca ARGS`` (bounded); never raises on a non-zero exit."""
     return subprocess.run(
         [sys.executable, "-m", "sipsca", *args],
@@ -183,8 +185,16 @@ class OpsServer(SipscaProcess):
     def add_user(self, address: str, password: str, timeout: float = CLI_TIMEOUT) -> None:
         pw = self.workdir / f"pw-{address.replace('@', '_')}"
         pw.write_text(password + "\n")
-        p = cli("user", "add", address, "--password-file", str(pw), "--db-url", self.db_url,
-                timeout=timeout)  # fmt: skip
+        p = cli(
+            "user",
+            "add",
+            address,
+            "--password-file",
+            str(pw),
+            "--db-url",
+            self.db_url,
+            timeout=timeout,
+        )
         assert p.returncode == 0, f"sipsca user add failed ({p.returncode}):\n{p.stdout}{p.stderr}"
 
     def stats(self) -> dict[str, float]:
@@ -249,36 +259,88 @@ class PrivatePostgres:
             _chown(d, self.owner)
         self.log.touch()
         _chown(self.log, self.owner)
-        self._run([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
-                   "--auth=trust", "-E", "UTF8", "--no-locale"], 60)  # fmt: skip
+        self._run(
+            [
+                str(self.bin / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ],
+            60,
+        )
 
     def _run(self, cmd: list[str], timeout: float) -> None:
-        p = subprocess.run(_as_owner(self.owner, cmd), capture_output=True, text=True,
-                           timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
+        p = subprocess.run(
+            _as_owner(self.owner, cmd),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         if p.returncode != 0:
-            raise RuntimeError(f"{cmd[0]} failed: {p.stdout}{p.stderr}\n{self.log.read_text()[-2000:]}")
+            raise RuntimeError(
+                f"{cmd[0]} failed: {p.stdout}{p.stderr}\n{self.log.read_text()[-2000:]}"
+            )
 
     def start(self) -> None:
         opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sock} -c fsync=off"
-        self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-                   "-w", "-t", "30", "-o", opts, "start"], 40)  # fmt: skip
+        self._run(
+            [
+                str(self.bin / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                "30",
+                "-o",
+                opts,
+                "start",
+            ],
+            40,
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """``immediate`` is a crash of the database server (no shutdown checkpoint)."""
-        self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
-                   "-t", "30", "stop"], 40)  # fmt: skip
+        self._run(
+            [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop"],
+            40,
+        )
 
     def running(self) -> bool:
-        p = subprocess.run(_as_owner(self.owner, [str(self.bin / "pg_ctl"), "-D", str(self.data),
-                           "status"]), capture_output=True, timeout=10)  # fmt: skip
+        p = subprocess.run(
+            _as_owner(self.owner, [str(self.bin / "pg_ctl"), "-D", str(self.data), "status"]),
+            capture_output=True,
+            timeout=10,
+        )
         return p.returncode == 0
 
     def psql(self, sql: str, db: str = "postgres") -> str:
         p = subprocess.run(
-            [str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-             "-d", db, "-Atc", sql],
-            capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                str(self.bin / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-Atc",
+                sql,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            stdin=subprocess.DEVNULL,
+        )
         if p.returncode != 0:
             raise RuntimeError(f"psql {sql!r}: {p.stderr}")
         return p.stdout
@@ -313,10 +375,19 @@ class PrivateMariadb:
         _chown(self.data, self.owner)
         self.proc: subprocess.Popen[bytes] | None = None
         p = subprocess.run(
-            [install, "--no-defaults", f"--datadir={self.data}", f"--user={self.owner}",
-             "--auth-root-authentication-method=normal", "--skip-test-db"],
-            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                install,
+                "--no-defaults",
+                f"--datadir={self.data}",
+                f"--user={self.owner}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         if p.returncode != 0:
             raise RuntimeError(f"mariadb-install-db failed: {p.stdout}{p.stderr}")
 
@@ -325,15 +396,27 @@ class PrivateMariadb:
         self.run_dir.mkdir(exist_ok=True)
         _chown(self.run_dir, self.owner)
         self.proc = subprocess.Popen(
-            [self.mariadbd, "--no-defaults", f"--datadir={self.data}", f"--user={self.owner}",
-             "--bind-address=127.0.0.1", f"--port={self.port}",
-             f"--socket={self.run_dir / 'mysql.sock'}", f"--pid-file={self.run_dir / 'mysql.pid'}",
-             f"--log-error={self.run_dir / 'mysql.err'}", "--skip-name-resolve",
-             "--innodb-buffer-pool-size=16M", "--innodb-log-file-size=8M",
-             "--innodb-flush-log-at-trx-commit=2", "--performance-schema=off"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.mariadbd,
+                "--no-defaults",
+                f"--datadir={self.data}",
+                f"--user={self.owner}",
+                "--bind-address=127.0.0.1",
+                f"--port={self.port}",
+                f"--socket={self.run_dir / 'mysql.sock'}",
+                f"--pid-file={self.run_dir / 'mysql.pid'}",
+                f"--log-error={self.run_dir / 'mysql.err'}",
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=16M",
+                "--innodb-log-file-size=8M",
+                "--innodb-flush-log-at-trx-commit=2",
+                "--performance-schema=off",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -351,12 +434,22 @@ class PrivateMariadb:
 
     def _query(self, sql: str, db: str = "", *, check: bool = True) -> str | None:
         assert self.client is not None
-        cmd = [self.client, "--no-defaults", "-h127.0.0.1", f"-P{self.port}", "-uroot",
-               "-N", "-B", "-e", sql]  # fmt: skip
+        cmd = [
+            self.client,
+            "--no-defaults",
+            "-h127.0.0.1",
+            f"-P{self.port}",
+            "-uroot",
+            "-N",
+            "-B",
+            "-e",
+            sql,
+        ]
         if db:
             cmd.append(db)
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=20,
-                           stdin=subprocess.DEVNULL)  # fmt: skip
+        p = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL
+        )
         if p.returncode != 0:
             if check:
                 raise RuntimeError(f"mariadb {sql!r}: {p.stderr}")
@@ -391,8 +484,13 @@ class PrivateMariadb:
 class Database:
     """One test's database: its ``db_url``, direct queries, and an outage switch."""
 
-    def __init__(self, backend: str, url: str, server: PrivatePostgres | PrivateMariadb | None,
-                 sqlite_path: Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        backend: str,
+        url: str,
+        server: PrivatePostgres | PrivateMariadb | None,
+        sqlite_path: Path | None = None,
+    ) -> None:
         self.backend = backend
         self.url = url
         self.server = server

@@ -98,7 +98,9 @@ async def test_kill_9_under_load_loses_nothing_older_than_the_interval(
     await asyncio.to_thread(srv.start)
     restored = {line_key(e) for e in result(srv, "sca.all_subscriptions")}
     missing = must_exist - restored
-    assert not missing, f"{len(missing)} of {len(must_exist)} lost: {sorted(missing)[:5]}" + srv.log_text()[-3000:]
+    assert not missing, (
+        f"{len(missing)} of {len(must_exist)} lost: {sorted(missing)[:5]}" + srv.log_text()[-3000:]
+    )
     back = must_be_gone & restored
     assert not back, f"unsubscribed subscriptions came back: {sorted(back)[:5]}"
 

@@ -76,8 +76,10 @@ async def test_restore_from_a_table_written_by_kamailio(
         a = await line.member("A")
         b = await line.member("B")
         await line.seize(a, 1)  # more NOTIFYs: Kamailio's stored notify_cseq moves on
-        sent = {p.name: max(n.cseq.number for n in p.notifies
-                            if n.call_id == line.subs[p.name].call_id) for p in (a, b)}  # fmt: skip
+        sent = {
+            p.name: max(n.cseq.number for n in p.notifies if n.call_id == line.subs[p.name].call_id)
+            for p in (a, b)
+        }
 
         def written() -> bool:
             rows = stored_rows(kamailio.db_path)
@@ -92,7 +94,7 @@ async def test_restore_from_a_table_written_by_kamailio(
         await asyncio.to_thread(kamailio.stop)
         rows = {r[0]: r for r in stored_rows(kamailio.db_path)}
         for p in (a, b):
-            subscriber, aor, event, call_id, from_tag, to_tag, _ = rows[p.contact_uri]
+            _, aor, event, call_id, from_tag, to_tag, _ = rows[p.contact_uri]
             assert (aor, event, call_id) == (AOR, 1, line.subs[p.name].call_id)
             assert (from_tag, to_tag) == (line.subs[p.name].local_tag, line.subs[p.name].remote_tag)
 
@@ -103,8 +105,10 @@ async def test_restore_from_a_table_written_by_kamailio(
         p = cli("db", "migrate", "--db-url", f"sqlite:///{db_file}")
         assert p.returncode == 0, p.stderr
         assert "created table sipsca_appearances" in p.stdout
-        srv = ops_server(Database("sqlite", f"sqlite:///{db_file}", None, sqlite_path=db_file),
-                         {"db": {"db_update_interval": 1}})  # fmt: skip
+        srv = ops_server(
+            Database("sqlite", f"sqlite:///{db_file}", None, sqlite_path=db_file),
+            {"db": {"db_update_interval": 1}},
+        )
         subs = result(srv, "sca.all_subscriptions")
         assert sorted(s.split()[1] for s in subs) == sorted(f"127.0.0.1:{p.port}" for p in (a, b))
         assert all(s.split()[2] == "call-info" for s in subs), subs

@@ -28,8 +28,15 @@ async def test_metrics_after_traffic(
         assert call.final is not None and call.final.status == 200
         await line.broadcast(lambda v: f"{ci(1, 'active')}" in v, strict=False)
         await line.seize(b, 2)
-        b.notify_reply = (481, "Call/Transaction Does Not Exist")
         await line.server.arpc("sca.update_appearance", AOR, 2, "held")
+        await line.broadcast(lambda v: f"{ci(2, 'held')}" in v, strict=False)
+        before = metric_samples(scrape(srv))
+        subs = {lb["event"]: v for lb, v in before["sipsca_subscriptions_active"]}
+        assert subs["call-info"] == 2 and "line-seize" in subs
+        apps = {lb["state"]: v for lb, v in before["sipsca_appearances"]}
+        assert apps["active"] == 1 and apps["held"] == 1 and apps["seized"] == 0
+        b.notify_reply = (481, "Call/Transaction Does Not Exist")
+        await line.server.arpc("sca.update_appearance", AOR, 2, "active")
         await asyncio.sleep(0.3)
 
         def scraped() -> str | None:
@@ -54,10 +61,6 @@ async def test_metrics_after_traffic(
 
         kinds = {labels["kind"] for labels, _ in samples["sipsca_transactions_active"]}
         assert kinds, "no transaction gauge"
-        subs = {lb["event"]: v for lb, v in samples["sipsca_subscriptions_active"]}
-        assert subs["call-info"] == 2 and "line-seize" in subs
-        apps = {lb["state"]: v for lb, v in samples["sipsca_appearances"]}
-        assert apps["active"] == 1 and apps["held"] == 1 and apps["seized"] == 0
         assert metric_value(text, "sipsca_registrations_active") == 3
         transitions = "sipsca_appearance_transitions_total"
         assert metric_value(text, transitions, **{"from": "idle", "to": "seized"}) == 2

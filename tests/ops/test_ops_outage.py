@@ -44,8 +44,9 @@ async def test_database_outage(
     srv.add_user("carol@127.0.0.1", "c4rol")
     srv.start()
     line = Line(srv, ladder)
-    carol = Phone("carol", "carol", server=srv.sip_addr, ladder=ladder,
-                  credentials=("carol", "c4rol"))  # fmt: skip
+    carol = Phone(
+        "carol", "carol", server=srv.sip_addr, ladder=ladder, credentials=("carol", "c4rol")
+    )
     try:
         a = await line.member("A", credentials=CREDS)
         b = await line.member("B", credentials=CREDS)
@@ -111,9 +112,7 @@ async def test_database_outage(
         assert sorted(s.split()[1] for s in subs) == sorted(
             f"127.0.0.1:{p.port}" for p in (a, b, c)
         )
-        assert [x.split()[:3] for x in result(srv, "sca.all_appearances")] == [
-            [AOR, "1", "seized"]
-        ]
+        assert [x.split()[:3] for x in result(srv, "sca.all_appearances")] == [[AOR, "1", "seized"]]
     finally:
         database.up()
         await carol.close()

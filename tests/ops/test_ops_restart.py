@@ -1,8 +1,8 @@
-"""Graceful restart on every backend: with ``db_update_interval = 300`` only deletes are written
-before the stop (with what was queued at that moment), so the rest comes from the stop's flush. Restored:
-subscriptions, appearances (a call in progress), registrar bindings; dropped: what was
-unsubscribed and what expired while the server was down; NOTIFYs continue in the same dialogs
-with higher CSeqs."""
+"""Graceful restart on every backend: with ``db_update_interval = 300`` only deletes are
+written before the stop (with what was queued at that moment), so the rest comes from the
+stop's flush. Restored: subscriptions, appearances (a call in progress), registrar bindings.
+Dropped: what was unsubscribed and what expired while the server was down. NOTIFYs continue
+in the same dialogs with higher CSeqs."""
 
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ def last_cseq(phone: Any, call_id: str) -> int:
 async def test_graceful_restart_restores_state(
     database: Database, ops_server: Callable[..., OpsServer], ladder: Ladder
 ) -> None:
-    srv = ops_server(database, {"db": {"db_update_interval": 300},
-                                "sca": {"purge_expired_interval": 1}})  # fmt: skip
+    srv = ops_server(
+        database, {"db": {"db_update_interval": 300}, "sca": {"purge_expired_interval": 1}}
+    )
     line = Line(srv, ladder)
     try:
         a = await line.member("A")

@@ -25,10 +25,15 @@ from sipsca.storage.mysql import parse_mysql_url
 
 def sub(n: int) -> Subscription:
     return Subscription(
-        subscriber=f"sip:1000@192.0.2.1:{5000 + n}", aor="sip:1000@example.com",
-        event=ScaEvent.CALL_INFO, expires_at=int(time.time()) + 3600,
-        state=SubscriptionState.ACTIVE, call_id=f"cid-{n}", from_tag=f"f{n}", to_tag=f"t{n}",
-    )  # fmt: skip
+        subscriber=f"sip:1000@192.0.2.1:{5000 + n}",
+        aor="sip:1000@example.com",
+        event=ScaEvent.CALL_INFO,
+        expires_at=int(time.time()) + 3600,
+        state=SubscriptionState.ACTIVE,
+        call_id=f"cid-{n}",
+        from_tag=f"f{n}",
+        to_tag=f"t{n}",
+    )
 
 
 @contextlib.asynccontextmanager

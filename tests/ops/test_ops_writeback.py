@@ -6,6 +6,7 @@ once back), hung database, graceful-stop flush."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import Counter
@@ -26,10 +27,16 @@ AOR = "sip:1000@example.com"
 
 def sub(n: int, cseq: int = 1) -> Subscription:
     return Subscription(
-        subscriber=f"sip:1000@192.0.2.1:{5000 + n}", aor=AOR, event=ScaEvent.CALL_INFO,
-        expires_at=int(time.time()) + 3600, state=SubscriptionState.ACTIVE,
-        call_id=f"cid-{n}", from_tag=f"f{n}", to_tag=f"t{n}", notify_cseq=cseq,
-    )  # fmt: skip
+        subscriber=f"sip:1000@192.0.2.1:{5000 + n}",
+        aor=AOR,
+        event=ScaEvent.CALL_INFO,
+        expires_at=int(time.time()) + 3600,
+        state=SubscriptionState.ACTIVE,
+        call_id=f"cid-{n}",
+        from_tag=f"f{n}",
+        to_tag=f"t{n}",
+        notify_cseq=cseq,
+    )
 
 
 class FlakyStorage(MemoryStorage):
@@ -103,7 +110,7 @@ async def test_changes_during_a_write_are_written_within_the_interval() -> None:
     try:
         storage.delay = 0.15
         wb.save_subscription(sub(1))
-        while not storage.attempts:
+        while not storage.attempts:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         changed = time.monotonic()  # the first batch is being written now
         wb.save_subscription(sub(2))
@@ -166,10 +173,12 @@ async def test_outage_serves_from_memory_backs_off_and_writes_everything_once_ba
         assert time.monotonic() - start < 4, "queueing a change must never wait for storage"
         assert not wb.healthy and wb.failures >= 2 and errors[:1] == ["write"]
         assert len(storage.attempts) <= 6, f"no backoff: {len(storage.attempts)} attempts"
-        gaps = [b - a for a, b in zip(storage.attempts, storage.attempts[1:], strict=False)]
-        assert all(b >= a * 1.5 for a, b in zip(gaps, gaps[1:], strict=False)), gaps
-        assert sum("database write failed, serving from memory" in r.message
-                   for r in caplog.records) == 1  # fmt: skip
+        gaps = [b - a for a, b in itertools.pairwise(storage.attempts)]
+        assert all(b >= a * 1.5 for a, b in itertools.pairwise(gaps)), gaps
+        assert (
+            sum("database write failed, serving from memory" in r.message for r in caplog.records)
+            == 1
+        )
         assert wb.pending == 6
         storage.down = False
         deadline = time.monotonic() + MAX_BACKOFF + 1
@@ -278,8 +287,9 @@ async def test_subscriber_cache_during_an_outage() -> None:
     await storage.add_subscriber(ALICE)
     clock = Clock()
     errors: list[str] = []
-    cache = SubscriberCache(storage, ttl=30, stale_ttl=600, retry_after=1, clock=clock,
-                            on_error=errors.append)  # fmt: skip
+    cache = SubscriberCache(
+        storage, ttl=30, stale_ttl=600, retry_after=1, clock=clock, on_error=errors.append
+    )
     assert await cache.get("alice", "example.com") == ALICE
     storage.down = True
     clock.now += 60  # entry stale: the database is asked, fails, the stale entry is used

@@ -173,9 +173,15 @@ def test_other_5xx_is_preferred_to_503() -> None:
     assert status(c.on_response("b", response(req, 504))) == 504
 
 
-def test_transport_error_counts_as_503_hence_500() -> None:
+def test_transport_error_is_our_own_503() -> None:
+    # The "503 on transport failure": only a *downstream* 503 becomes 500.
     c, _ = ctx("a")
-    assert status(c.on_transport_error("a")) == 500
+    assert status(c.on_transport_error("a")) == 503
+
+
+def test_downstream_503_becomes_500() -> None:
+    c, req = ctx("a")
+    assert status(c.on_response("a", response(req, 503))) == 500
 
 
 # --------------------------------------------------------------------------- 6xx
@@ -251,7 +257,7 @@ def test_on_no_branches_while_pending_does_nothing() -> None:
 
 def test_every_branch_failed_before_on_no_branches() -> None:
     c, _ = ctx("a")
-    assert status(c.on_transport_error("a")) == 500
+    assert status(c.on_transport_error("a")) == 503
     assert c.on_no_branches() == ContextAction(done=True)
 
 

@@ -102,11 +102,20 @@ async def test_bad_cseq_400(server: ProxyServer, cseq: str, word: str) -> None:
     await still_serving(server)
 
 
-async def test_max_forwards_zero_483(server: ProxyServer) -> None:
-    """REQINIT: ``Max-Forwards: 0`` -> ``483 Too Many Hops`` (also for OPTIONS to a user)."""
+@pytest.mark.parametrize("to_server", [False, True], ids=["to-user", "to-server-itself"])
+async def test_max_forwards_zero_483(server: ProxyServer, to_server: bool) -> None:
+    """REQINIT: ``Max-Forwards: 0`` -> ``483 Too Many Hops``, also for an OPTIONS addressed to
+    the server itself (the sample's REQINIT runs before anything else; the stateless
+    keep-alive answer must not bypass it)."""
     async with RawUdp(server.sip_addr) as udp:
         cid = f"mf0-{rand(10)}"
-        udp.send(options_text(server, udp, cid, max_forwards="0"))
+        data = options_text(server, udp, cid, max_forwards="0")
+        if to_server:
+            data = data.replace(
+                f"OPTIONS sip:someone@{server.domain} ".encode(),
+                f"OPTIONS sip:{server.host}:{server.port} ".encode(),
+            )
+        udp.send(data)
         resp = await udp.response(cid)
     assert (resp.status, resp.reason) == (483, "Too Many Hops")
     await still_serving(server)

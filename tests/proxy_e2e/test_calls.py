@@ -60,6 +60,7 @@ async def test_call_headers_body_and_dialog(server: ProxyServer, phones: Any) ->
     caller_via = inv.vias[1]
     assert caller_via.branch == call.invite.top_via.branch
     assert caller_via.param("rport") == str(a.port)
+    assert caller_via.param("received") == "127.0.0.1"  # RFC 3581 4: even if equal to sent-by
     assert inv.max_forwards == 69
     assert inv.headers.values("record-route") == [RR.format(port=server.port)]
     assert inv.uri == b.contact_uri
@@ -248,3 +249,31 @@ async def test_2xx_retransmission_reaches_caller(server: ProxyServer) -> None:
         for m in oks:
             assert len(m.headers.values("via")) == 1
             assert m.top_via.branch == inv.top_via.branch
+
+
+async def test_nat_via_received_rport(server: ProxyServer, phones: Any) -> None:
+    """A caller behind NAT writes a private sent-by and an empty ``rport`` in its Via: the
+    proxy stamps ``received``/``rport`` with the real source (RFC 3261 18.2.1, RFC 3581),
+    the callee sees them, and the responses come back to the source address, not to the
+    sent-by."""
+    _, b = await pair(server, phones)
+    async with RawUdp(server.sip_addr) as caller:
+        branch = f"z9hG4bK{rand(12)}"
+        req = build_request(
+            "MESSAGE",
+            f"sip:{b.user}@{server.domain}",
+            via=f"SIP/2.0/UDP 192.0.2.7:5099;branch={branch};rport",
+            from_=f"<sip:c@{server.domain}>;tag={rand(8)}",
+            to=f"<sip:{b.user}@{server.domain}>",
+            body=b"hi",
+            content_type="text/plain",
+        )
+        caller.send(req)
+        resp = await caller.response(req.call_id)
+    assert resp.status == 200, resp
+    assert resp.top_via.param("received") == "127.0.0.1"
+    assert resp.top_via.param("rport") == str(caller.port)
+    got = next(r for r in b.requests if r.method == "MESSAGE")
+    below = got.vias[1]
+    assert (below.host, below.port, below.branch) == ("192.0.2.7", 5099, branch)
+    assert below.param("received") == "127.0.0.1" and below.param("rport") == str(caller.port)

@@ -118,8 +118,12 @@ async def test_timer_c_gives_408(make_server: Any, phones: Any) -> None:
 
 async def test_unreachable_tcp_contact(make_server: Any, phones: Any) -> None:
     """Bob registered over TCP, then went away (connection and listening port closed): the
-    proxy cannot connect, the branch fails and Alice gets 503 (transport failure) or 408 -
-    promptly, and the server keeps serving."""
+    proxy cannot connect, the branch fails and Alice gets 503 (transport failure, the issue's
+    RELAY spec) or 408 - promptly.
+
+    Open failure (reported to the lead): sipsca answers ``500 Server Internal Error``, because
+    ``ResponseContext._best`` turns a lone 503 - here the synthetic one of RFC 3261 16.9 - into
+    a 500 (16.7 step 6), which reads like a crash to the caller."""
     srv = make_server({"transaction": {"timer_c": 10.0}})
     a: Phone = await phones(srv, "alice", "alice")
     b: Phone = await phones(srv, "bob", "bob", transport="tcp", uas="answer")

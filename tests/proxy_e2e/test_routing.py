@@ -172,6 +172,17 @@ async def test_proxy_require_unsupported_420(server: ProxyServer, phones: Any) -
         )
         udp.send(ok)
         assert (await udp.response(ok.call_id)).status == 200
+        ping = build_request(  # to the server itself: no stateless 200 short-cut around 420
+            "OPTIONS",
+            f"sip:127.0.0.1:{server.port}",
+            via=udp.via,
+            from_=f"<sip:x@{server.domain}>;tag={rand(8)}",
+            to=f"<sip:127.0.0.1:{server.port}>",
+            headers=[("Proxy-Require", "x-teleport")],
+        )
+        udp.send(ping)
+        r = await udp.response(ping.call_id)
+        assert (r.status, r.headers.get("unsupported")) == (420, "x-teleport")
 
 
 async def test_preloaded_route_removed(server: ProxyServer, phones: Any) -> None:

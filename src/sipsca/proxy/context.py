@@ -373,7 +373,9 @@ class ResponseContext:
         assert response is not None
         if response.status in _AUTH:
             response = self._merge_challenges(chosen, finals)
-        if response.status == 503:
+        if response.status == 503 and not chosen.synthetic:
+            # 16.7 step 6: a downstream 503 means *that* server is overloaded, not us.
+            # Our own 503 (the next hop could not be reached) is passed on as is.
             return self._local(500)
         return response
 

@@ -138,6 +138,8 @@ class RequestRouter:
             return False
         if validate_request(request) is not None:
             return False
+        if request.max_forwards == 0 or "proxy-require" in request.headers:
+            return False  # REQINIT's 483 / 420 come first (stateful path)
         response = make_response(
             request,
             200,
