@@ -81,6 +81,10 @@ async def test_graceful_restart_restores_state(
         assert dumped == {(p.aor, p.contact_uri) for p in (a, b, c, bob)}
         stored = await database.subscription_keys()  # D deleted at once by the restore
         assert stored == {(p.contact_uri, AOR) for p in (a, b)}
+        # ... and the raised NOTIFY CSeqs are written before serving (a crash now is safe)
+        rows = await database.fetch("SELECT subscriber, notify_cseq FROM sca_subscriptions")
+        cseqs = {str(r[0]): int(r[1]) for r in rows}
+        assert all(cseqs[p.contact_uri] >= before[p.name] + 100 for p in (a, b)), cseqs
 
         # NOTIFYs continue in the same dialogs, CSeq going up; the call survived.
         _, idx = await line.seize(b, 0)

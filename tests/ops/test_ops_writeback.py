@@ -74,6 +74,9 @@ class FlakyStorage(MemoryStorage):
         await self._gate()
         await super().save_appearances(appearances)
 
+    async def ping(self) -> None:
+        await self._gate()
+
     async def get_subscriber(self, username: str, domain: str) -> Subscriber | None:
         self.lookups += 1
         await self._gate()
@@ -191,6 +194,33 @@ async def test_outage_serves_from_memory_backs_off_and_writes_everything_once_ba
         }, "newest change wins"
         assert all(storage.saved[sub(n).key] == 1 for n in range(5)), storage.saved
         assert await storage.load_appearances()
+        assert any("database is back" in r.message for r in caplog.records)
+    finally:
+        await wb.close()
+
+
+async def test_idle_writer_notices_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing to write: the database is pinged every ``probe_interval``, so an outage is
+    logged, counted and visible (``healthy``) before a change needs writing."""
+    storage = FlakyStorage()
+    errors: list[str] = []
+    wb = WriteBack(storage, interval=300, on_error=errors.append, probe_interval=0.2)
+    wb.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert wb.healthy and storage.attempts, "no probe while idle"
+        storage.down = True
+        deadline = time.monotonic() + 3
+        while wb.healthy:
+            assert time.monotonic() < deadline, "outage not noticed"
+            await asyncio.sleep(0.05)
+        assert errors[0] == "ping"
+        assert any("database ping failed, serving from memory" in r.message for r in caplog.records)
+        storage.down = False
+        deadline = time.monotonic() + MAX_BACKOFF + 1
+        while not wb.healthy:
+            assert time.monotonic() < deadline, "recovery not noticed"
+            await asyncio.sleep(0.05)
         assert any("database is back" in r.message for r in caplog.records)
     finally:
         await wb.close()

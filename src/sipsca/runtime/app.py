@@ -188,12 +188,16 @@ class SipApplication:
             else:
                 self.writeback.delete_binding((binding.aor, binding.contact))
         logger.info(
-            "restored %d subscriptions, %d appearances, %d bindings",
+            "loaded %d stored subscriptions and %d appearances; restored %d bindings",
             len(subs),
             len(apps),
             sum(len(b) for b in self.bindings.values()),
         )
         self.pump()
+        # Write the raised NOTIFY CSeqs (and the deletions of what expired) before serving:
+        # otherwise a crash within db_update_interval of this start would restore the old
+        # values again and the next NOTIFYs could repeat CSeqs already sent.
+        await self.writeback.flush()
 
     async def stop(self) -> None:
         for handle in (self._tl_timer, self._sca_timer):
@@ -269,7 +273,7 @@ class SipApplication:
         if isinstance(msg, SipRequest):
             self.metrics.message_out("request", msg.method, "")
         elif isinstance(msg, SipResponse):
-            self.metrics.message_out("response", "", str(msg.status))
+            self.metrics.message_out("response", msg.headers.get("cseq") or "", str(msg.status))
         self.transports.send(item.data, item.destination)
 
     def _dispatch(self, event: object) -> None:

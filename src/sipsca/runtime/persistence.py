@@ -12,13 +12,15 @@ Changes are coalesced per key in memory and written in batches (:class:`WriteBac
 * Deleting a subscription (unsubscribe, expiry, RPC deactivation) is written at once whatever
   the interval, so a finished subscription cannot come back after a crash.
 
-A failing database never stops SIP service: SIP handling never awaits storage, the failed
+A failing database never stops SIP service: SIP handling never waits for a write, the failed
 batch stays queued (merged with newer changes, newest wins), the writer retries with
 exponential backoff (0.5 s doubling to :data:`MAX_BACKOFF`), every failure is logged once per
 outage and counted (``sipsca_db_errors_total{op="write"}``), and everything is written once
 the database is back (writes are idempotent upserts). Each attempt is bounded by
-``op_timeout`` so a hung database cannot wedge the writer. :meth:`WriteBack.close` (graceful
-stop) writes everything, retrying for a bounded time.
+``op_timeout`` so a hung database cannot wedge the writer; while there is nothing to write the
+database is pinged every ``probe_interval`` so an outage shows before a change needs writing.
+:meth:`WriteBack.close` (graceful stop) lets a write in progress finish, then writes everything,
+retrying for a bounded time.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 from sipsca.auth.model import Subscriber
 from sipsca.errors import StorageError
@@ -45,6 +48,8 @@ MAX_BACKOFF = 5.0
 """Longest pause between two retries during a database outage."""
 OP_TIMEOUT = 20.0
 """Seconds one batch may take before it counts as failed (a hung database)."""
+PROBE_INTERVAL = 30.0
+"""Seconds without anything to write after which the database is pinged."""
 STOP_TIMEOUT = 5.0
 """Seconds a graceful stop may spend on the final write, retries included."""
 
@@ -60,8 +65,10 @@ class WriteBack:
         on_error: Callable[[str], None] | None = None,
         observe: Callable[[str, float], None] | None = None,
         op_timeout: float = OP_TIMEOUT,
+        probe_interval: float = PROBE_INTERVAL,
     ) -> None:
         self.storage = storage
+        self.probe_interval = probe_interval
         self.interval = max(0.0, float(interval))
         self.op_timeout = op_timeout
         self.subs: dict[SubscriptionKey, Subscription | None] = {}
@@ -132,14 +139,18 @@ class WriteBack:
         lead = min(self.interval / 2, 2 * self._slowest + 0.1)
         return self._oldest + self.interval - lead
 
-    async def _wait_due(self) -> None:
+    async def _wait_due(self) -> bool:
+        """Wait until a batch is due (True), or ``probe_interval`` idle seconds (False)."""
+        idle_until = time.monotonic() + self.probe_interval
         while True:
             self._wake.clear()
             due = self.due()
             now = time.monotonic()
             if due is not None and due <= now:
-                return
-            timeout = None if due is None else due - now
+                return True
+            if due is None and now >= idle_until:
+                return False
+            timeout = (due if due is not None else idle_until) - now
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
@@ -148,18 +159,50 @@ class WriteBack:
     async def _run(self) -> None:
         while True:
             if self.healthy:
-                await self._wait_due()
+                due = await self._wait_due()
             else:
                 # During an outage, changes do not trigger attempts: only the backoff does.
                 await asyncio.sleep(self.backoff)
+                due = True
             try:
-                await self.flush()
+                if self.pending:
+                    await self.flush()
+                elif not due or not self.healthy:
+                    await self.probe()
                 self.backoff = MIN_BACKOFF
             except StorageError:
                 self.backoff = min(self.backoff * 2, MAX_BACKOFF)
             except Exception:  # a bug must not kill the writer: the queue is kept
                 logger.exception("unexpected error in the database writer")
                 self.backoff = min(self.backoff * 2, MAX_BACKOFF)
+
+    async def probe(self) -> None:
+        """Ping the database while idle, so an outage shows (log, counter, ``healthy``) before
+        a change has to be written."""
+        async with self._lock:
+            try:
+                async with asyncio.timeout(self.op_timeout):
+                    await self.storage.ping()
+            except TimeoutError:
+                error = StorageError(f"database ping timed out after {self.op_timeout:g} s")
+                self._failed(error, "ping")
+            except StorageError as exc:
+                self._failed(exc, "ping")
+            if not self.healthy:
+                logger.warning("database is back: nothing was queued")
+            self.healthy = True
+
+    def _failed(self, exc: StorageError, op: str = "write") -> NoReturn:
+        """Count and log (once per outage) a failed attempt, then raise it."""
+        self.failures += 1
+        if self.healthy:
+            logger.error("database %s failed, serving from memory and retrying: %s", op, exc)
+        else:
+            logger.debug("database %s failed again: %s", op, exc)
+        self.healthy = False
+        if self._on_error is not None:
+            self._on_error(op)
+        raise exc
 
     async def flush(self) -> None:
         """Write everything queued; on failure the queue is kept (and merged with newer changes)."""
@@ -191,17 +234,9 @@ class WriteBack:
                     exc = StorageError(f"database write timed out after {self.op_timeout:g} s")
                 if not isinstance(exc, Exception):
                     raise  # cancelled: requeued, not a database failure
-                self.failures += 1
-                if self.healthy:
-                    logger.error("database write failed, serving from memory and retrying: %s", exc)
-                else:
-                    logger.debug("database write failed again: %s", exc)
-                self.healthy = False
-                if self._on_error is not None:
-                    self._on_error("write")
-                if isinstance(exc, StorageError):
-                    raise exc
-                raise
+                if not isinstance(exc, StorageError):
+                    raise  # a bug, not an outage: logged by the writer loop, queue kept
+                self._failed(exc)
             duration = time.perf_counter() - start
             self._slowest = max(duration, self._slowest * 0.9)
             if 0 < self.interval < 2 * duration and time.monotonic() > self._warned + 60:
@@ -351,6 +386,3 @@ class SubscriberCache:
             self._entries.clear()
         self._entries[key] = (self._clock(), subscriber)
         return subscriber
-
-    def forget(self, username: str, domain: str) -> None:
-        self._entries.pop((username, domain), None)
