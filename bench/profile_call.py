@@ -19,7 +19,17 @@ Prints the server's microseconds per call (the fake phones' work is timed apart)
 
 from __future__ import annotations
 
-from profile_common import HOST, Harness, Head, Phone, arguments, measure, response_to, start_app, value
+from profile_common import (
+    HOST,
+    Harness,
+    Head,
+    Phone,
+    arguments,
+    measure,
+    response_to,
+    start_app,
+    value,
+)
 
 CALLER_PORT = 15060
 CALLEE_PORT = 15070
@@ -238,6 +248,7 @@ def main() -> None:
         run = sca_call if sca else plain_call
         for n in range(args.count):
             run(harness, caller, n)
+            harness.tick()
 
     async def teardown(state: tuple[Harness, Caller]) -> None:
         harness = state[0]

@@ -5,11 +5,23 @@ A :class:`Harness` runs a real :class:`~sipsca.runtime.app.SipApplication` whose
 phones' own work (cutting the server's messages apart, building their answers) is timed
 separately, so the figures printed are the *server's* cost per cycle, with the phone cost
 shown next to it. Times are CPU time of this process (``time.process_time``), which is far
-less disturbed than wall time when other work shares the machine.
+less disturbed than wall time when other work shares the machine; still, compare runs made
+in the same minute.
 
-The event loop does not run while messages are fed, so no timer fires: every transaction
-stays alive for the whole run, as at steady state under load (timer J keeps a non-INVITE
-server transaction 32 s over UDP).
+Common options: ``--count``, ``--repeat`` (fresh server each time, best kept),
+``--profile`` (cProfile), ``--log-level`` (INFO writes the server's INFO lines to /dev/null,
+as in production), ``--no-gc`` (cyclic GC off while measuring), ``--default-gc`` (do not
+call ``tune_gc()`` after start-up, as the server does). The time spent in each GC
+generation is printed per cycle.
+
+By default the event loop does not run while messages are fed, so no timer fires: every
+transaction stays alive for the whole run. ``--rate R`` simulates R cycles per second
+instead: the clock advances and due timers fire, so finished transactions end and the live
+set reaches its steady state (R x 32 s for timer J); ``--timer-scale 0.1`` shortens T1, T2
+and T4 (timer J 3.2 s) to get there in a short run. That is the mode in which GC costs
+are representative:
+
+    .venv/bin/python bench/profile_subscribe.py --count 60000 --rate 7000 --timer-scale 0.1
 """
 
 from __future__ import annotations
@@ -22,11 +34,12 @@ import logging
 import os
 import pstats
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from sipsca.config import ServerConfig, SipscaConfig
+from sipsca.config import ServerConfig, SipscaConfig, TransactionConfig
 from sipsca.runtime.app import SipApplication
+from sipsca.sca.model import Subscription
 from sipsca.sip.address import Flow
 from sipsca.storage.memory import MemoryStorage
 
@@ -35,11 +48,21 @@ HOST = "127.0.0.1"
 Head = tuple[str, dict[str, list[str]], bytes]
 """A message as the fake phones see it: start line, ``{lower-case name: [raw lines]}``, body."""
 
+TUNE_GC = True
+"""Call ``sipsca.runtime.app.tune_gc()`` after start-up, as the server does."""
+
 PHONE_CLOCK = time.process_time
 """Times the phones; perf_counter under cProfile (process_time is a system call, and the
 profiler charges each one heavily)."""
 
-_COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact", "l": "content-length"}
+_COMPACT = {
+    "v": "via",
+    "f": "from",
+    "t": "to",
+    "i": "call-id",
+    "m": "contact",
+    "l": "content-length",
+}
 
 
 def split_message(data: bytes) -> Head:
@@ -58,7 +81,9 @@ def value(line: str) -> str:
     return line.partition(":")[2].strip()
 
 
-def response_to(msg: Head, status: str, *, to_tag: str = "", extra: str = "", body: str = "") -> bytes:
+def response_to(
+    msg: Head, status: str, *, to_tag: str = "", extra: str = "", body: str = ""
+) -> bytes:
     """A phone's response to a request it received (Via, Record-Route... copied)."""
     _, h, _ = msg
     to = h["to"][0]
@@ -94,11 +119,33 @@ class Phone:
         return []
 
 
+class SimulatedClock:
+    """Time that moves only when told: ``--rate`` runs advance it by 1/rate s per cycle."""
+
+    def __init__(self) -> None:
+        self.mono = time.monotonic()
+        self.wall = time.time()
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def time(self) -> float:
+        return self.wall
+
+
+RATE = 0.0
+"""Cycles per simulated second (``--rate``); 0: time stands still, no timer ever fires."""
+
+TIMER_SCALE = 1.0
+"""Factor applied to T1, T2 and T4 (``--timer-scale``): with 0.1, timer J lasts 3.2 s."""
+
+
 class Harness:
     """A SipApplication on a captured transport plus the phones it talks to."""
 
     def __init__(self, app: SipApplication) -> None:
         self.app = app
+        self._ticks = 0
         self.phones: dict[int, Phone] = {}
         self._sent: list[tuple[bytes, Flow]] = []
         app.transports.send = self._capture  # type: ignore[method-assign]
@@ -108,6 +155,24 @@ class Harness:
 
     def _capture(self, data: bytes, flow: Flow) -> None:
         self._sent.append((data, flow))
+
+    def tick(self) -> None:
+        """One cycle done: with ``--rate``, advance the clock and every 100 cycles fire the
+        timers that are due, as the event loop would (finished transactions then end, so
+        the number alive reaches the steady state of that rate: rate x 32 s for timer J)."""
+        clock = self.app.clock
+        if not RATE or not isinstance(clock, SimulatedClock):
+            return
+        clock.mono += 1.0 / RATE
+        clock.wall += 1.0 / RATE
+        self._ticks += 1
+        if self._ticks % 100 == 0:
+            app = self.app
+            app.tl.handle_timer(clock.mono)
+            app.sca.handle_timer(clock.wall)
+            sent = len(self._sent)
+            app.pump()
+            del self._sent[sent:]  # timer retransmissions: nobody listens
 
     def add(self, phone: Phone) -> Phone:
         self.phones[phone.port] = phone
@@ -140,13 +205,33 @@ class Harness:
             self.phone_seconds += clock() - start
 
 
+class _BenchStorage(MemoryStorage):
+    """MemoryStorage that forgets subscription writes: the write-back at stop would store
+    every subscription of the run, and MemoryStorage does that in quadratic time."""
+
+    async def save_subscriptions(self, subscriptions: Sequence[Subscription]) -> None:
+        self._check()
+
+
 async def start_app(config: SipscaConfig | None = None) -> SipApplication:
-    storage = MemoryStorage()
+    storage = _BenchStorage()
     await storage.open()
-    app = SipApplication(
-        config or SipscaConfig(server=ServerConfig(domains=(HOST,))), storage
-    )
+    if config is None:
+        t = TransactionConfig()
+        config = SipscaConfig(
+            server=ServerConfig(domains=(HOST,)),
+            transaction=TransactionConfig(
+                t1=t.t1 * TIMER_SCALE, t2=t.t2 * TIMER_SCALE, t4=t.t4 * TIMER_SCALE
+            ),
+        )
+    app = SipApplication(config, storage, clock=SimulatedClock() if RATE else None)
     await app.start((f"udp:{HOST}:0",))
+    if TUNE_GC:
+        from sipsca.runtime import app as app_module
+
+        tune = getattr(app_module, "tune_gc", None)  # absent in older trees
+        if tune is not None:
+            tune()
     return app
 
 
@@ -163,12 +248,27 @@ def arguments(doc: str | None, default_count: int) -> argparse.Namespace:
         default="WARNING",
         help="root log level; INFO writes the server's INFO lines to /dev/null as in production",
     )
-    parser.add_argument("--no-gc", action="store_true", help="disable the cyclic GC while measuring")
+    parser.add_argument(
+        "--no-gc", action="store_true", help="disable the cyclic GC while measuring"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="simulate this many cycles per second: timers fire, transactions end (steady state)",
+    )
+    parser.add_argument("--timer-scale", type=float, default=1.0, help="multiply T1, T2, T4")
+    parser.add_argument(
+        "--default-gc", action="store_true", help="keep CPython's GC settings (no tune_gc())"
+    )
     args = parser.parse_args()
     args.count = max(1, min(args.count, 200_000))
+    global PHONE_CLOCK, TUNE_GC, RATE, TIMER_SCALE
+    RATE = args.rate
+    TIMER_SCALE = args.timer_scale
     if args.profile:
-        global PHONE_CLOCK
         PHONE_CLOCK = time.perf_counter
+    TUNE_GC = not args.default_gc
     handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 (lives until exit)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -238,8 +338,9 @@ def measure(
             server = elapsed - phone
             results.append((server, phone))
             print(
-                f"{label}: {args.count / server:,.0f}/s server side, {server / args.count * 1e6:.1f} us"
-                f" each (+ {phone / args.count * 1e6:.1f} us fake phones)\n"
+                f"{label}: {args.count / server:,.0f}/s server side, "
+                f"{server / args.count * 1e6:.1f} us each "
+                f"(+ {phone / args.count * 1e6:.1f} us fake phones)\n"
                 f"  GC: {gc_timer.summary(args.count)}"
             )
             if profiler is not None:

@@ -41,6 +41,7 @@ def main() -> None:
         flow = phone.flow
         for message in messages:
             app.on_bytes(message, flow)
+            harness.tick()
         assert len(harness._sent) == len(messages), len(harness._sent)
         assert harness._sent[-1][0].startswith(b"SIP/2.0 200 OK\r\n")
 

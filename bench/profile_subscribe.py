@@ -10,7 +10,6 @@ per SUBSCRIBE+202+NOTIFY+200 cycle (the phone's own work is timed apart). With
 
 from __future__ import annotations
 
-
 from profile_common import Harness, Phone, arguments, measure, start_app
 
 TEMPLATE = (
@@ -43,6 +42,7 @@ def main() -> None:
         harness, phone, messages = state
         for message in messages:
             harness.send(phone, message)
+            harness.tick()
         assert harness.messages_out == 2 * len(messages), harness.messages_out
 
     async def teardown(state: tuple[Harness, Phone, list[bytes]]) -> None:

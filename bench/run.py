@@ -57,7 +57,11 @@ RESULTS = BENCH / "results"
 VENV_PY = REPO / ".venv" / "bin" / "python"
 PYTHON = str(VENV_PY) if VENV_PY.exists() else sys.executable
 HOST = "127.0.0.1"
+SRC = {"path": REPO / "src", "mode": "worktree"}
+"""The sipsca sources the servers run: a snapshot taken at start (see --src)."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SIPSCA_GC = {"mode": "default"}
+GC_SETUP = {"off": "gc.disable()", "relaxed": "gc.set_threshold(100000, 50, 1000)"}
 
 K_WORKLOADS = ("register", "call", "subscribe", "sca_call")
 LADDER_WORKLOADS = ("options", *K_WORKLOADS)
@@ -231,13 +235,7 @@ class SipscaServer:
         )
 
     def command(self, config: Path) -> list[str]:
-        cmd = [PYTHON]
-        if self.profile is not None:
-            cmd += ["-m", "cProfile", "-o", str(self.profile)]
-        return [
-            *cmd,
-            "-m",
-            "sipsca",
+        serve = [
             "serve",
             "--listen",
             f"udp:{HOST}:{self.port}",
@@ -252,13 +250,25 @@ class SipscaServer:
             "--config",
             str(config),
         ]
+        if SIPSCA_GC["mode"] != "default":
+            # experiment only (--sipsca-gc): tune the cyclic GC without touching src/
+            setup = GC_SETUP[SIPSCA_GC["mode"]]
+            code = (
+                f"import gc, runpy, sys; {setup}; sys.argv = ['sipsca', *{serve!r}]; "
+                "runpy.run_module('sipsca', run_name='__main__', alter_sys=True)"
+            )
+            return [PYTHON, "-c", code]
+        cmd = [PYTHON]
+        if self.profile is not None:
+            cmd += ["-m", "cProfile", "-o", str(self.profile)]
+        return [*cmd, "-m", "sipsca", *serve]
 
     def start(self, timeout: float = 30.0) -> None:
         config = self.workdir / "sipsca.toml"
         config.write_text(self.config_text())
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p
+            p for p in (str(SRC["path"]), env.get("PYTHONPATH", "")) if p
         )
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
@@ -523,6 +533,8 @@ class SippResult:
     wall_seconds: float = 0.0
     sipp_cpu_percent: float = 0.0
     errors_tail: str = ""
+    unexpected: dict[str, int] = field(default_factory=dict)
+    """What aborted calls received instead (from the error log, capped at 2 MB)."""
 
     @property
     def clean(self) -> bool:
@@ -535,6 +547,21 @@ def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     k = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
     return values[k]
+
+
+RUNNING_SIPP: list[Sipp] = []
+
+
+def stop_all_sipp() -> None:
+    """Terminate every SIPp process this run started that is still running (by pid)."""
+    for s in RUNNING_SIPP:
+        if s.proc is not None and s.proc.poll() is None:
+            s.proc.terminate()
+            try:
+                s.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                s.proc.kill()
+                s.proc.wait(5)
 
 
 class Sipp:
@@ -618,6 +645,7 @@ class Sipp:
 
     def start(self) -> Sipp:
         self.started = time.monotonic()
+        RUNNING_SIPP.append(self)
         with open(self.run_dir / f"{self.name}-stderr.log", "wb") as err:
             self.proc = subprocess.Popen(
                 self.cmd,
@@ -739,7 +767,11 @@ class Sipp:
                     res.achieved_rate = round((hi - lo) / span, 1)
         if self.errors.exists():
             with self.errors.open("rb") as fh:
-                res.errors_tail = fh.read(1500).decode(errors="replace")
+                text = fh.read(3_000_000).decode(errors="replace")
+            res.errors_tail = text[:1500]
+            for m in re.finditer(r"unexpected message .*?received '(SIP/2\.0 \d{3}|[A-Z]+ )", text):
+                key = m.group(1).strip()
+                res.unexpected[key] = res.unexpected.get(key, 0) + 1
         return res
 
 
@@ -1025,6 +1057,7 @@ def run_step(
         reasons.append(
             f"{res.failed} failed, {res.successful}/{calls} ok, rc={res.returncode}"
             + (f" {res.failures}" if res.failures else "")
+            + (f" unexpected {res.unexpected}" if res.unexpected else "")
         )
     if res.offered_rate is not None and res.offered_rate < 0.95 * rate:
         reasons.append(f"SIPp offered only {res.offered_rate:.0f}/s")
@@ -1132,7 +1165,12 @@ def memory_workload(kind: str, args: argparse.Namespace, workdir: Path) -> dict[
     run_dir = workdir / kind / "memory"
     run_dir.mkdir(parents=True)
     server = make_server(kind, run_dir / "server", args)
-    out: dict[str, Any] = {"server": kind, "rate": args.mem_rate, "points": []}
+    out: dict[str, Any] = {
+        "server": kind,
+        "rate": args.mem_rate,
+        "settle_seconds": args.mem_settle,
+        "points": [],
+    }
     with running(server):
         time.sleep(3)
         rss, pss = memory_kb(server.pids())
@@ -1156,7 +1194,8 @@ def memory_workload(kind: str, args: argparse.Namespace, workdir: Path) -> dict[
             ).start()
             res = s.wait()
             done = n
-            time.sleep(3)
+            # let transactions (timer J/K, 32 s / 5 s) and NOTIFY client transactions expire
+            time.sleep(args.mem_settle)
             count = -1
             with contextlib.suppress(Exception):
                 count = server.subscription_count("call-info")
@@ -1175,7 +1214,7 @@ def memory_workload(kind: str, args: argparse.Namespace, workdir: Path) -> dict[
         out["alive"] = server.alive()
     idle = out["points"][0]
     for p in out["points"][1:]:
-        n = p["subscriptions"]
+        n = p["counted"] if p.get("counted", -1) > 0 else p["subscriptions"]
         p["rss_kb_per_sub"] = round((p["rss_kb"] - idle["rss_kb"]) / n, 3)
         p["pss_kb_per_sub"] = round((p["pss_kb"] - idle["pss_kb"]) / n, 3)
         if "shm_real_used_kb" in p:
@@ -1336,7 +1375,7 @@ def profile_workload(args: argparse.Namespace, workdir: Path, rate: int) -> dict
     total_tt = st.total_tt  # type: ignore[attr-defined]
     rows = []
     for (fname, line, func), (_cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
-        short = fname.replace(str(REPO / "src") + "/", "")
+        short = fname.replace(str(SRC["path"]) + "/", "").replace(str(REPO / "src") + "/", "")
         short = re.sub(r".*/site-packages/", "", short)
         short = re.sub(r".*/lib/python3\.\d+/", "", short)
         rows.append(
@@ -1378,7 +1417,7 @@ def profile_workload(args: argparse.Namespace, workdir: Path, rate: int) -> dict
 def micro_workload(args: argparse.Namespace) -> dict[str, Any]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p
+        p for p in (str(SRC["path"]), env.get("PYTHONPATH", "")) if p
     )
     if args.quick:
         cmds = {
@@ -1392,11 +1431,12 @@ def micro_workload(args: argparse.Namespace) -> dict[str, Any]:
         cmd = [PYTHON, str(BENCH / f"{name}.py"), *extra]
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
-            out[name] = {"cmd": " ".join(cmd[1:]), "rc": p.returncode, "output": p.stdout.strip()}
+            shown = " ".join([".venv/bin/python", f"bench/{name}.py", *extra])
+            out[name] = {"cmd": shown, "rc": p.returncode, "output": p.stdout.strip()}
             if p.returncode:
                 out[name]["stderr"] = p.stderr[-2000:]
         except subprocess.TimeoutExpired:
-            out[name] = {"cmd": " ".join(cmd[1:]), "rc": None, "output": "timeout"}
+            out[name] = {"cmd": f"bench/{name}.py", "rc": None, "output": "timeout"}
         log(f"  micro {name}: rc {out[name]['rc']}")
     return out
 
@@ -1559,6 +1599,35 @@ def summary_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def snapshot_sources(mode: str, workdir: Path) -> None:
+    """Freeze the sipsca sources for the whole run (others edit the work tree meanwhile).
+
+    ``head``: ``git archive HEAD src``; ``worktree``: a copy of src/ as it is now.
+    """
+    dest = workdir / "snapshot"
+    dest.mkdir()
+    if mode == "head":
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", "--format=tar", "HEAD", "src"],
+            capture_output=True,
+            check=True,
+        )
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+        SRC["mode"] = f"git HEAD {head}"
+    else:
+        shutil.copytree(
+            REPO / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
+        SRC["mode"] = "work tree copy"
+    SRC["path"] = dest / "src"
+
+
 def wait_for_quiet(threshold: float, max_wait: float) -> str:
     deadline = time.monotonic() + max_wait
     while True:
@@ -1623,7 +1692,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("N1", "N2"),
         help="subscription counts for memory (10000 100000; quick 500 2000)",
     )
-    parser.add_argument("--mem-rate", type=int, help="SUBSCRIBE rate for memory (1000; quick 500)")
+    parser.add_argument("--mem-rate", type=int, help="SUBSCRIBE rate for memory (500)")
+    parser.add_argument(
+        "--mem-settle",
+        type=float,
+        help="seconds between the last SUBSCRIBE and the memory reading (40; quick 3)",
+    )
     parser.add_argument("--overload-seconds", type=float, help="seconds per overload run (30; 4)")
     parser.add_argument(
         "--overload-subscribe-rate",
@@ -1658,6 +1732,18 @@ def main(argv: list[str] | None = None) -> int:
         default=1800.0,
         help="longest wait for --wait-load, seconds (1800)",
     )
+    parser.add_argument(
+        "--src",
+        choices=("head", "worktree"),
+        default="head",
+        help="sipsca sources to run: git HEAD (default) or a copy of the work tree",
+    )
+    parser.add_argument(
+        "--sipsca-gc",
+        choices=("default", *GC_SETUP),
+        default="default",
+        help="experiment: run sipsca with the cyclic GC off or with relaxed thresholds",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir of SIPp files")
     parser.add_argument("--out", type=Path, help="result JSON (default bench/results/run-*.json)")
     args = parser.parse_args(argv)
@@ -1666,7 +1752,8 @@ def main(argv: list[str] | None = None) -> int:
     args.step_seconds = args.step_seconds or (3.0 if q else 15.0)
     args.max_steps = args.max_steps or (1 if q else 8)
     args.mem_counts = args.mem_counts or ((500, 2000) if q else (10000, 100000))
-    args.mem_rate = args.mem_rate or (500 if q else 1000)
+    args.mem_rate = args.mem_rate or 500
+    args.mem_settle = args.mem_settle if args.mem_settle is not None else (3.0 if q else 40.0)
     args.overload_seconds = args.overload_seconds or (4.0 if q else 30.0)
     args.profile_seconds = args.profile_seconds or (3.0 if q else 20.0)
     args.start = parse_rate_map(args.start, False)
@@ -1688,7 +1775,16 @@ def main(argv: list[str] | None = None) -> int:
         "args": {k: v for k, v in vars(args).items() if k != "out"},
     }
     workdir = Path(tempfile.mkdtemp(prefix="sipsca-bench-"))
-    log(f"work dir {workdir}; load {loadavg()}")
+    snapshot_sources(args.src, workdir)
+    SIPSCA_GC["mode"] = args.sipsca_gc
+    results["machine"]["sources"] = SRC["mode"]
+    results["machine"]["sipsca_gc"] = args.sipsca_gc
+    log(f"work dir {workdir}; sipsca sources {SRC['mode']}; load {loadavg()}")
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
     t0 = time.monotonic()
     try:
         ladders: dict[str, Any] = {}
@@ -1746,6 +1842,7 @@ def main(argv: list[str] | None = None) -> int:
             log("micro benchmarks")
             results["micro"] = micro_workload(args)
     finally:
+        stop_all_sipp()
         results["machine"]["loadavg_end"] = loadavg()
         results["elapsed_seconds"] = round(time.monotonic() - t0)
         RESULTS.mkdir(exist_ok=True)

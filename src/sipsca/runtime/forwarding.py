@@ -118,22 +118,24 @@ class ProxyCore:
         app = self.app
         router = app.router
         branch = compute_branch(fwd.request, index)
-        probe = prepare_forward(
-            fwd.request,
-            target=target.uri,
-            via="SIP/2.0/UDP 0.0.0.0;branch=x",
-            record_route=[],
-            path=target.path,
-        )
-        try:
-            dest = target.flow or app.resolver.resolve_now(next_hop(probe))
-        except RemoteProtocolError:
-            dest = None
-        if dest is None:
-            logger.info("cannot resolve %s", target.uri)
-            key = "unresolved-" + branch
-            fwd.context.add_branch(key, probe, target.uri)
-            return key
+        dest = target.flow
+        if dest is None:  # the probe only tells the next hop: a registered flow is known
+            probe = prepare_forward(
+                fwd.request,
+                target=target.uri,
+                via="SIP/2.0/UDP 0.0.0.0;branch=x",
+                record_route=[],
+                path=target.path,
+            )
+            try:
+                dest = app.resolver.resolve_now(next_hop(probe))
+            except RemoteProtocolError:
+                dest = None
+            if dest is None:
+                logger.info("cannot resolve %s", target.uri)
+                key = "unresolved-" + branch
+                fwd.context.add_branch(key, probe, target.uri)
+                return key
         rr: list[str] = []
         if record_route:
             inbound = router.record_route_uri(source.transport)

@@ -56,6 +56,8 @@ APPEARANCE_STATES: Final = (
 )  # fmt: skip
 MAX_LABEL_VALUES: Final = 32
 OTHER: Final = "other"
+_MAX_CACHED_CHILDREN: Final = 1024
+"""Bound of the per-counter caches of label children (raw arguments -> child)."""
 
 _SAFE_LABEL: Final = re.compile(r"[a-z0-9][a-z0-9_.:+-]{0,47}")
 _STATUS: Final = re.compile(r"[1-6]\d\d")
@@ -276,6 +278,13 @@ class Metrics:
         self._auth_reasons = _Labels()
         self._ops = _Labels()
         self._transports = _Labels(KNOWN_TRANSPORTS, open_ended=False)
+        # ``labels()`` costs a few microseconds (argument checks, a lock, a dict lookup on a
+        # tuple of strings) and runs for every message in and out, so the children are kept
+        # per raw ``(kind, method, status)``. Raw values come off the network: the caches
+        # stop growing at _MAX_CACHED_CHILDREN entries (further values are not cached).
+        self._received_children: dict[tuple[str, str, int | str | None], Any] = {}
+        self._sent_children: dict[tuple[str, str, int | str | None], Any] = {}
+        self._transition_children: dict[tuple[str, str], Any] = {}  # per SCA state change
 
     # --- callbacks ----------------------------------------------------------------------
 
@@ -289,13 +298,34 @@ class Metrics:
         self, kind: Literal["request", "response"], method: str, status: int | str | None = None
     ) -> None:
         """A SIP message was received; ``method`` is the CSeq method for responses."""
-        self._received.labels(kind, _method_label(method), self._status(kind, status)).inc()
+        child = self._received_children.get((kind, method, status))
+        if child is None:
+            child = self._message_child(
+                self._received, self._received_children, kind, method, status
+            )
+        child.inc()
 
     def message_out(
         self, kind: Literal["request", "response"], method: str, status: int | str | None = None
     ) -> None:
         """A SIP message was sent."""
-        self._sent.labels(kind, _method_label(method), self._status(kind, status)).inc()
+        child = self._sent_children.get((kind, method, status))
+        if child is None:
+            child = self._message_child(self._sent, self._sent_children, kind, method, status)
+        child.inc()
+
+    def _message_child(
+        self,
+        counter: Counter,
+        cache: dict[tuple[str, str, int | str | None], Any],
+        kind: str,
+        method: str,
+        status: int | str | None,
+    ) -> Any:
+        child = counter.labels(kind, _method_label(method), self._status(kind, status))
+        if len(cache) < _MAX_CACHED_CHILDREN:
+            cache[(kind, method, status)] = child
+        return child
 
     @staticmethod
     def _status(kind: str, status: int | str | None) -> str:
@@ -303,7 +333,12 @@ class Metrics:
 
     def appearance_changed(self, old: str, new: str) -> None:
         """An appearance went from wire state ``old`` to ``new`` (``idle`` for none)."""
-        self._appearance_transitions.labels(_STATE_LABELS(old), _STATE_LABELS(new)).inc()
+        child = self._transition_children.get((old, new))
+        if child is None:
+            child = self._appearance_transitions.labels(_STATE_LABELS(old), _STATE_LABELS(new))
+            if len(self._transition_children) < _MAX_CACHED_CHILDREN:
+                self._transition_children[(old, new)] = child
+        child.inc()
 
     def notify_failed(self, reason: str) -> None:
         """A NOTIFY got an error response or none (``timeout``, ``481``, ``transport``...)."""

@@ -92,6 +92,9 @@ def canonical_aor(addr: NameAddr, contact: str | None) -> str:
     return f"{base_uri.scheme}:{contact_parsed.user}@{base_uri.host}{port}"
 
 
+_CANDIDATE_CACHE_SIZE = 4096
+
+
 class LineDirectory:
     """Configured lines, their aliases and members, and the line-identification rules."""
 
@@ -102,6 +105,10 @@ class LineDirectory:
         for line in config.lines:
             for alias in line.aliases:
                 self._aliases[alias.strip()] = line.aor
+        # Candidate lists are pure functions of the message's URI strings and of the
+        # configuration, and call tracking asks for both sides of every INVITE, BYE and
+        # response it sees: they are memoised (bounded: cleared when full).
+        self._candidates: dict[tuple[str, str, str | None], tuple[str, ...]] = {}
 
     @property
     def configured_lines(self) -> list[str]:
@@ -143,8 +150,21 @@ class LineDirectory:
                 return candidate
         return None
 
+    def _memo(
+        self, key: tuple[str, str, str | None], compute: Callable[[], list[str]]
+    ) -> list[str]:
+        hit = self._candidates.get(key)
+        if hit is None:
+            if len(self._candidates) >= _CANDIDATE_CACHE_SIZE:
+                self._candidates.clear()
+            hit = self._candidates[key] = tuple(compute())
+        return list(hit)
+
     def subscribe_candidates(self, ruri: str, to_uri: str) -> list[str]:
         """Out-of-dialog SUBSCRIBE: Request-URI, then To (each truncated), then aliases."""
+        return self._memo(("subscribe", ruri, to_uri), lambda: self._subscribe(ruri, to_uri))
+
+    def _subscribe(self, ruri: str, to_uri: str) -> list[str]:
         raw: list[str] = []
         if "request_uri" in self._sources or "to" not in self._sources:
             raw.append(truncate_aor(ruri))
@@ -156,13 +176,19 @@ class LineDirectory:
         """The calling side of a request: canonical From AoR, then plain From, then aliases."""
         if "from" not in self._sources:
             return []
+        return self._memo(("caller", from_.uri_text, contact), lambda: self._caller(from_, contact))
+
+    def _caller(self, from_: NameAddr, contact: str | None) -> list[str]:
         return self._expand([canonical_aor(from_, contact), truncate_aor(from_.uri_text)])
 
     def callee_candidates(self, to: NameAddr, ruri: str | None) -> list[str]:
         """The called side of a request: To (truncated), then the Request-URI, then aliases."""
+        return self._memo(("callee", to.uri_text, ruri), lambda: self._callee(to.uri_text, ruri))
+
+    def _callee(self, to_uri: str, ruri: str | None) -> list[str]:
         raw: list[str] = []
         if "to" in self._sources:
-            raw.append(truncate_aor(to.uri_text))
+            raw.append(truncate_aor(to_uri))
         if ruri and "request_uri" in self._sources:
             raw.append(truncate_aor(ruri))
         return self._expand(raw)

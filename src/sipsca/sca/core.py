@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 
 from sipsca.config import ScaConfig
 from sipsca.sca.aor import LineDirectory
@@ -93,7 +92,7 @@ class ScaCore:
         appearance restored without them is cleaned up by the stale purge.
         """
         if subscription.event is ScaEvent.CALL_INFO and not subscription.state.is_terminated:
-            self.emit(PersistSubscription(subscription=_copy_subscription(subscription)))
+            self.emit(PersistSubscription(subscription=subscription.copy()))
 
     def forget(self, key: tuple[str, ScaEvent, str]) -> None:
         """Remove a subscription from storage (a no-op for line-seize, never stored)."""
@@ -108,7 +107,7 @@ class ScaCore:
         if released:
             self.emit(DeleteAppearance(aor=appearance.aor, index=appearance.index))
         else:
-            self.emit(PersistAppearance(appearance=replace(appearance)))
+            self.emit(PersistAppearance(appearance=appearance.copy()))
         if old is not new:
             self.emit(
                 AppearanceChanged(
@@ -205,7 +204,3 @@ class ScaCore:
             return False
         self.terminate(subscription, SubscriptionState.TERMINATED_NORESOURCE, now)
         return True
-
-
-def _copy_subscription(subscription: Subscription) -> Subscription:
-    return replace(subscription, extra=dict(subscription.extra))

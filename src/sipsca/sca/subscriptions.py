@@ -85,14 +85,16 @@ def _to_tag_or_none(request: SipRequest) -> str | None:
         return None
 
 
+_EVENTS = {event.value: event for event in ScaEvent}
+
+
 def _event_of(request: SipRequest) -> tuple[ScaEvent, str] | None:
     raw = request.headers.get("event")
     if raw is None or not raw.strip():
         return None
     name, _, params = raw.partition(";")
-    try:
-        event = ScaEvent(name.strip().lower())
-    except ValueError:
+    event = _EVENTS.get(name.strip().lower())
+    if event is None:
         return None
     event_id = ""
     for param in params.split(";"):

@@ -53,6 +53,17 @@ _CACHE_MAX_LEN = 256
 _CACHE_SIZE = 4096
 _is_token = _TOKEN_RE.fullmatch
 _is_gen_value = _GEN_VALUE_RE.fullmatch
+# A whole parameter list without white space or quotes (``branch=z9hG4bK1;rport``): valid
+# exactly when every name is a token and every value a gen-value, as checked one by one
+# in parse_params, which then only has to cut it.
+_SIMPLE_PARAM = r"[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]/@]*)?"
+_SIMPLE_PARAMS_RE = re.compile(rf"{_SIMPLE_PARAM}(?:;{_SIMPLE_PARAM})*")
+# The usual Via, ``SIP/2.0/UDP host:port;params`` written without optional white space:
+# _parse_via's fast path (same result as the general path for whatever matches).
+_SIMPLE_VIA_RE = re.compile(
+    rf"SIP/2\.0/([A-Z]+) ([A-Za-z0-9\-._]+)(?::([0-9]{{1,5}}))?"
+    rf"(?:;({_SIMPLE_PARAM}(?:;{_SIMPLE_PARAM})*))?"
+)
 # RFC 3261 20.42:
 #   via-parm = sent-protocol LWS sent-by *( SEMI via-params )
 #   sent-protocol = protocol-name SLASH protocol-version SLASH transport
@@ -179,6 +190,8 @@ def parse_params(text: str, header: str = "header") -> Params:
     """
     if not text:
         return ()
+    if _SIMPLE_PARAMS_RE.fullmatch(text):
+        return _split_simple_params(text)
     if '"' in text:
         return _parse_quoted_params(text, header)
     params: list[tuple[str, str | None]] = []
@@ -194,6 +207,15 @@ def parse_params(text: str, header: str = "header") -> Params:
             params.append((name, value))
         else:
             params.append((name, None))
+    return tuple(params)
+
+
+def _split_simple_params(text: str) -> Params:
+    """Cut a parameter list that matches :data:`_SIMPLE_PARAMS_RE` (nothing to check)."""
+    params: list[tuple[str, str | None]] = []
+    for item in text.split(";"):
+        name, eq, value = item.partition("=")
+        params.append((name, value if eq else None))
     return tuple(params)
 
 
@@ -435,6 +457,13 @@ def parse_via(value: str) -> Via:
 
 
 def _parse_via(value: str) -> Via:
+    simple = _SIMPLE_VIA_RE.fullmatch(value)
+    if simple is not None:
+        transport, host, port_text, ptext = simple.groups()
+        port = None if port_text is None else int(port_text)
+        if is_valid_host(host) and (port is None or port <= 65535):
+            params = _split_simple_params(ptext) if ptext is not None else ()
+            return Via(transport=transport, host=host, port=port, params=params)
     m = _VIA_RE.fullmatch(value.strip(" \t"))
     if not m:
         raise RemoteProtocolError("Malformed Via header")
@@ -494,14 +523,26 @@ def parse_cseq(value: str) -> CSeq:
     RFC 3261 8.1.1.5: "The sequence number value MUST be expressible as a 32-bit unsigned
     integer and MUST be less than 2**31" (RFC 4475 3.1.2.4 sends 2**65).
 
+    Memoised like :func:`parse_name_addr`: a few values (``1 INVITE``, ``2 BYE``...) make
+    most of the traffic.
+
     Raises:
         RemoteProtocolError: not ``number method`` or number out of range (400).
     """
+    if len(value) <= _CACHE_MAX_LEN:
+        return _parse_cseq_cached(value)
+    return _parse_cseq(value)
+
+
+def _parse_cseq(value: str) -> CSeq:
     m = _CSEQ_RE.fullmatch(value)
     if not m:
         raise RemoteProtocolError("Malformed CSeq header")
     number = parse_uint(m.group(1), 2**31 - 1, "CSeq")
     return CSeq(number=number, method=m.group(2))
+
+
+_parse_cseq_cached = lru_cache(maxsize=_CACHE_SIZE)(_parse_cseq)
 
 
 def parse_uint(text: str, maximum: int, header: str = "header") -> int:
@@ -515,6 +556,11 @@ def parse_uint(text: str, maximum: int, header: str = "header") -> int:
         RemoteProtocolError: not a number or larger than ``maximum`` (400).
     """
     text = text.strip(" \t")
+    if len(text) < 10 and text.isdigit() and text.isascii():  # the usual case: short
+        value = int(text)
+        if value > maximum:
+            raise RemoteProtocolError(f"{header} value out of range")
+        return value
     if not (text.isascii() and text.isdigit()):
         raise RemoteProtocolError(f"Malformed {header} value")
     significant = text.lstrip("0")

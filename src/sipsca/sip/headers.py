@@ -105,7 +105,7 @@ def pretty_name(key: str) -> str:
 
 def _checked(name: str, value: str) -> tuple[str, str]:
     """Lookup key and name of a field added locally (h11-style LocalProtocolError)."""
-    info = name_info(name)
+    info = _NAME_CACHE.get(name) or name_info(name)
     if info is None:
         raise LocalProtocolError(f"Illegal header name {name!r}")
     if "\r" in value or "\n" in value:
@@ -113,10 +113,22 @@ def _checked(name: str, value: str) -> tuple[str, str]:
     return info
 
 
+# Name given to add/prepend/set -> (lookup key, name written on the wire); the same
+# bound as _NAME_CACHE, and only valid names are stored.
+_LOCAL_CACHE: dict[str, tuple[str, str]] = {}
+
+
 def _local(name: str, value: str) -> tuple[str, str]:
     """As :func:`_checked`, with all-lower-case names written in their usual spelling."""
-    key, clean = _checked(name, value)
-    return key, pretty_name(key) if clean.islower() else clean
+    info = _LOCAL_CACHE.get(name)
+    if info is None:
+        key, clean = _checked(name, value)
+        info = (key, pretty_name(key) if clean.islower() else clean)
+        if len(_LOCAL_CACHE) < _NAME_CACHE_MAX:
+            _LOCAL_CACHE[name] = info
+    elif "\r" in value or "\n" in value:
+        raise LocalProtocolError(f"Line break in the value of header {name!r}")
+    return info
 
 
 class Headers:
@@ -148,8 +160,18 @@ class Headers:
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> Headers:
-        """Build from ``(name, value)`` pairs, in order."""
-        return cls(pairs)
+        """Build from ``(name, value)`` pairs, in order (names kept as given).
+
+        Raises:
+            LocalProtocolError: a name is not a token or a value has a line break.
+        """
+        keys: list[str] = []
+        fields: list[Field] = []
+        for name, value in pairs:
+            key, clean = _checked(name, value)
+            keys.append(key)
+            fields.append((clean, value, None))
+        return cls._parsed(keys, fields)
 
     @classmethod
     def _parsed(cls, keys: list[str], fields: list[Field]) -> Headers:
@@ -186,7 +208,7 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """Value of the first header field called ``name``."""
-        key = canonical_key(name)
+        key = _KEY_CACHE.get(name) or canonical_key(name)  # the most called method here
         keys = self._keys
         if key in keys:
             return self._fields[keys.index(key)][1]
@@ -195,7 +217,12 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         """Values of every header field called ``name``, one per field line."""
         key = canonical_key(name)
-        return [f[1] for k, f in zip(self._keys, self._fields, strict=True) if k == key]
+        keys = self._keys
+        if key not in keys:  # the usual answers, found at C speed
+            return []
+        if keys.count(key) == 1:
+            return [self._fields[keys.index(key)][1]]
+        return [f[1] for k, f in zip(keys, self._fields, strict=True) if k == key]
 
     def values(self, name: str) -> list[str]:
         """Every comma-separated element of every ``name`` field, in order.
@@ -205,8 +232,13 @@ class Headers:
         and ``parse_auth_params``.
         """
         key = canonical_key(name)
+        keys = self._keys
+        if key not in keys:  # the usual answers, found at C speed
+            return []
+        if keys.count(key) == 1:
+            return split_values(self._fields[keys.index(key)][1])
         out: list[str] = []
-        for k, f in zip(self._keys, self._fields, strict=True):
+        for k, f in zip(keys, self._fields, strict=True):
             if k == key:
                 out.extend(split_values(f[1]))
         return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from sipsca.errors import RemoteProtocolError
 from sipsca.sip.fields import (
@@ -77,12 +77,15 @@ class SipMessage:
     def __init__(self, headers: Headers | None = None, body: bytes = b"") -> None:
         self.headers = headers if headers is not None else Headers()
         self.body = body
-        self._cache: dict[str, tuple[object, Any]] = {}
+        self._cache: dict[str, tuple[Any, ...]] = {}
 
     def _typed(self, name: str, parse: Callable[[str], _T]) -> _T | None:
-        raw = self.headers.get(name)
-        if raw is None:
+        """Parse the first ``name`` field (``name``: a lookup key, e.g. ``"cseq"``), cached."""
+        headers = self.headers
+        keys = headers._keys
+        if name not in keys:
             return None
+        raw = headers._fields[keys.index(name)][1]
         hit = self._cache.get(name)
         if hit is not None and hit[0] is raw:
             return hit[1]  # type: ignore[no-any-return]
@@ -93,11 +96,10 @@ class SipMessage:
         self._cache[name] = (raw, value)
         return value
 
-    def _required(self, name: str, header: str, parse: Callable[[str], _T]) -> _T:
-        value = self._typed(name, parse)
-        if value is None:
-            raise RemoteProtocolError(f"Missing {header} header", status_hint=self._error_hint)
-        return value
+    def _missing(self, header: str) -> NoReturn:
+        """Raise for a missing mandatory header: ``self._typed(...) or self._missing(...)``
+        (parsed values are dataclass instances, always true)."""
+        raise RemoteProtocolError(f"Missing {header} header", status_hint=self._error_hint)
 
     def _typed_list(self, name: str, parse: Callable[[list[str]], _T]) -> _T:
         raws = tuple(self.headers.get_all(name))
@@ -123,25 +125,25 @@ class SipMessage:
     @property
     def call_id(self) -> str:
         """The Call-ID (RFC 3261 20.8), white space stripped."""
-        value = self.headers.get("call-id")
-        if value is None or not value.strip(" \t"):
+        value = (self.headers.get("call-id") or "").strip(" \t")
+        if not value:
             raise RemoteProtocolError("Missing Call-ID header", status_hint=self._error_hint)
-        return value.strip(" \t")
+        return value
 
     @property
     def cseq(self) -> CSeq:
         """The CSeq (RFC 3261 20.16); number below 2**31."""
-        return self._required("cseq", "CSeq", parse_cseq)
+        return self._typed("cseq", parse_cseq) or self._missing("CSeq")
 
     @property
     def from_(self) -> NameAddr:
         """The From header (RFC 3261 20.20)."""
-        return self._required("from", "From", _parse_from)
+        return self._typed("from", _parse_from) or self._missing("From")
 
     @property
     def to(self) -> NameAddr:
         """The To header (RFC 3261 20.39)."""
-        return self._required("to", "To", _parse_to)
+        return self._typed("to", _parse_to) or self._missing("To")
 
     @property
     def from_tag(self) -> str | None:
@@ -156,7 +158,19 @@ class SipMessage:
     @property
     def vias(self) -> list[Via]:
         """Every Via value, topmost first, across all Via field lines."""
-        return list(self._typed_list("via", lambda values: [parse_via(v) for v in values]))
+        return list(self._typed_list("via", self._parse_vias))
+
+    def _parse_vias(self, values: list[str]) -> list[Via]:
+        # The top value is usually parsed already (transaction matching, received/rport
+        # stamping): its Via is reused rather than the same text parsed again.
+        top = self._cache.get("_top_via")
+        vias: list[Via] = []
+        for value in values:
+            if not vias and top is not None and value == top[2]:
+                vias.append(top[1])
+            else:
+                vias.append(parse_via(value))
+        return vias
 
     @property
     def top_via(self) -> Via:
@@ -174,8 +188,16 @@ class SipMessage:
             via = parse_via(first[0])
         except RemoteProtocolError as exc:
             raise self._error(exc) from None
-        self._cache["_top_via"] = (raw, via)
+        self._cache["_top_via"] = (raw, via, first[0])  # field, its top Via, the Via's text
         return via
+
+    def replace_top_via(self, via: Via) -> None:
+        """Replace the topmost Via value by ``via`` (``received``/``rport`` stamped on receipt,
+        RFC 3261 18.2.1); :attr:`top_via` then returns ``via`` without parsing it again."""
+        value = str(via)
+        self.headers.pop_first_value("via")
+        self.headers.prepend("Via", value)
+        self._cache["_top_via"] = (value, via, value)
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -225,12 +247,12 @@ class SipMessage:
         Fields that were not changed since parsing are written exactly as received.
         """
         length = str(len(self.body))
-        if self.headers.get("content-length") != length:
-            self.headers.set("Content-Length", length)
-        lines = self.headers.lines()
-        lines.insert(0, self._start_line())
-        lines.append("")
-        lines.append("")
+        headers = self.headers
+        if headers.get("content-length") != length:
+            headers.set("Content-Length", length)
+        lines = [self._start_line()]
+        lines += headers.lines()
+        lines.append("\r\n")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
 
@@ -272,7 +294,9 @@ class SipRequest(SipMessage):
 
     def copy(self) -> SipRequest:
         """An independent copy (headers copied; body bytes shared, they are immutable)."""
-        return SipRequest(self.method, self.uri, self.headers.copy(), self.body)
+        copy = SipRequest._parsed(self.method, self.uri, self.headers.copy(), self.body)
+        copy._cache = dict(self._cache)  # entries are checked against the raw text they came from
+        return copy
 
     def __repr__(self) -> str:
         return f"<SipRequest {self.method} {self.uri}>"
@@ -312,7 +336,9 @@ class SipResponse(SipMessage):
 
     def copy(self) -> SipResponse:
         """An independent copy (headers copied; body bytes shared, they are immutable)."""
-        return SipResponse(self.status, self.reason, self.headers.copy(), self.body)
+        copy = SipResponse._parsed(self.status, self.reason, self.headers.copy(), self.body)
+        copy._cache = dict(self._cache)  # entries are checked against the raw text they came from
+        return copy
 
     def __repr__(self) -> str:
         return f"<SipResponse {self.status} {self.reason}>"

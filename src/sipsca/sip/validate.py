@@ -86,14 +86,14 @@ def validate_request(
         None when the request may be processed, else the status and reason phrase of the
         stateless reply to send (RFC 3261 8.2: no transaction is created).
     """
-    headers = req.headers
     if known_methods is not None and req.method not in known_methods:
         return 501, "Not Implemented"
+    keys = req.headers.keys()
     for key, name in _MANDATORY:
-        if key not in headers:
+        if key not in keys:
             return 400, f"Missing {name} header"
     for key, name in _SINGLETONS:
-        if headers.count(key) > 1:
+        if keys.count(key) > 1:
             return 400, f"Multiple {name} headers"
     try:
         ruri = req.ruri
@@ -119,12 +119,12 @@ def validate_response(resp: SipResponse) -> str | None:
     malformed Via, To, From, Call-ID or CSeq, a CSeq number out of range (RFC 4475
     3.1.2.5) or duplicated single-valued headers is discarded.
     """
-    headers = resp.headers
+    keys = resp.headers.keys()
     for key, name in _MANDATORY:
-        if key not in headers:
+        if key not in keys:
             return f"Missing {name} header"
     for key, name in _SINGLETONS:
-        if headers.count(key) > 1:
+        if keys.count(key) > 1:
             return f"Multiple {name} headers"
     try:
         resp.cseq  # noqa: B018 (parsed for its check)
@@ -158,19 +158,9 @@ def _check_common(msg: SipMessage) -> Outcome | None:
     headers = msg.headers
     if not (headers.get("call-id") or "").strip(" \t"):
         return 400, "Empty Call-ID header"
-    checks: tuple[tuple[str, Callable[[], object]], ...] = (
-        ("To", lambda: msg.to.uri),
-        ("From", lambda: msg.from_.uri),
-        ("Via", lambda: _vias(msg)),
-        ("Max-Forwards", lambda: msg.max_forwards),
-        ("Expires", lambda: msg.expires),
-        ("Contact", lambda: [c.uri for c in msg.contacts if c.uri_text != "*"]),
-        ("Route", lambda: _name_addrs(headers.values("route"), "Route")),
-        ("Record-Route", lambda: _name_addrs(headers.values("record-route"), "Record-Route")),
-    )
-    for name, check in checks:
+    for name, check in _FIELD_CHECKS:
         try:
-            check()
+            check(msg)
         except RemoteProtocolError as exc:
             # Field parsers quote the offending text; the reason phrase only names the header.
             return 400, exc.reason if "out of range" in exc.reason else f"Malformed {name} header"
@@ -193,3 +183,22 @@ def _name_addrs(values: list[str], header: str) -> None:
 def _vias(msg: SipMessage) -> None:
     if not msg.vias:
         raise RemoteProtocolError("Empty Via header")
+
+
+def _contacts(msg: SipMessage) -> None:
+    for contact in msg.contacts:
+        if contact.uri_text != "*":
+            contact.uri  # noqa: B018 (parsed for its check)
+
+
+# Step 6, in order: (header named in the reason phrase, check raising RemoteProtocolError).
+_FIELD_CHECKS: tuple[tuple[str, Callable[[SipMessage], object]], ...] = (
+    ("To", lambda msg: msg.to.uri),
+    ("From", lambda msg: msg.from_.uri),
+    ("Via", _vias),
+    ("Max-Forwards", lambda msg: msg.max_forwards),
+    ("Expires", lambda msg: msg.expires),
+    ("Contact", _contacts),
+    ("Route", lambda msg: _name_addrs(msg.headers.values("route"), "Route")),
+    ("Record-Route", lambda msg: _name_addrs(msg.headers.values("record-route"), "Record-Route")),
+)

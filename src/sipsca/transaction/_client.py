@@ -40,9 +40,11 @@ class ClientTransaction(Transaction):
 
     def __init__(self, key: str, request: SipRequest, out: Outgoing) -> None:
         super().__init__(key, out.destination.reliable)
-        self.request = request
-        self.out = out
-        """Serialised once; timers A and E re-queue this same object."""
+        self.request: SipRequest | None = request
+        """The request; released (None) once a final response arrived (see ``_finished``)."""
+        self.out: Outgoing | None = out
+        """Serialised once; timers A and E re-queue this same object. Released (None) with
+        the request."""
         self.destination = out.destination
 
     def start(self, core: TransactionCore, now: float) -> None:
@@ -73,6 +75,14 @@ def build_ack(request: SipRequest, response: SipResponse) -> SipRequest:
 # -- effects shared by both machines ---------------------------------------------------
 
 
+def _finished(tx: ClientTransaction) -> None:
+    """A final response arrived: the request is never sent again, so the transaction
+    drops it while it waits (timers D, K and M; up to 32 s). Every object a waiting
+    transaction holds is one more for the cyclic garbage collector to scan."""
+    tx.request = None
+    tx.out = None
+
+
 def _report(
     core: TransactionCore,
     tx: ClientTransaction,
@@ -96,7 +106,8 @@ def _retransmit_invite(
     Only unreliable transports retransmit; the timer is never armed otherwise."""
     if tx.reliable:
         return
-    core._send(tx.out)
+    if tx.out is not None:  # None only after a final response
+        core._send(tx.out)
     tx.interval = max(tx.interval * 2, core._timer_values.t1)
     core._arm(tx, Timer.A, now, tx.interval)
 
@@ -123,7 +134,7 @@ def _invite_timer_c_proceeding(
     """Timer C after a 1xx: the TU must CANCEL (16.8); arm B as the 9.1 "no final response
     64*T1 after CANCEL" guard so the transaction cannot outlive an unresponsive peer."""
     core._timed_out(tx, Timer.C)
-    if Timer.B not in tx.timers:
+    if str(Timer.B) not in tx.timers:
         core._arm(tx, Timer.B, now, core._timer_values.b)
 
 
@@ -132,7 +143,7 @@ def _invite_cancel_guard(
 ) -> None:
     """CANCEL sent in Proceeding: destroy the transaction if no final response comes within
     64*T1 (9.1: "SHOULD then consider the original transaction cancelled"); timer B."""
-    if Timer.B not in tx.timers:
+    if str(Timer.B) not in tx.timers:
         core._arm(tx, Timer.B, now, core._timer_values.b)
 
 
@@ -190,6 +201,7 @@ def _invite_accepted(
     core._cancel(tx, Timer.A)
     core._cancel(tx, Timer.B)
     core._cancel(tx, Timer.C)
+    _finished(tx)
     _report(core, tx, now, msg, src)
     core._arm(tx, Timer.M, now, core._timer_values.b)
 
@@ -207,8 +219,11 @@ def _invite_rejected(
     core._cancel(tx, Timer.A)
     core._cancel(tx, Timer.B)
     core._cancel(tx, Timer.C)
+    assert tx.request is not None
     ack = build_ack(tx.request, msg)
-    tx.ack = Outgoing(data=ack.to_bytes(), destination=tx.destination, message=ack)
+    _finished(tx)
+    # Only the bytes are kept: this same object is re-sent for every retransmitted final.
+    tx.ack = Outgoing(data=ack.to_bytes(), destination=tx.destination)
     core._send(tx.ack)
     _report(core, tx, now, msg, src)
     core._arm(tx, Timer.D, now, 0.0 if tx.reliable else core._timer_values.d)
@@ -297,7 +312,8 @@ def _retransmit_trying(
     Only unreliable transports retransmit; the timer is never armed otherwise."""
     if tx.reliable:
         return
-    core._send(tx.out)
+    if tx.out is not None:  # None only after a final response
+        core._send(tx.out)
     tx.interval = min(max(tx.interval * 2, core._timer_values.t1), core._timer_values.t2)
     core._arm(tx, Timer.E, now, tx.interval)
 
@@ -310,7 +326,8 @@ def _retransmit_proceeding(
     Only unreliable transports retransmit; the timer is never armed otherwise."""
     if tx.reliable:
         return
-    core._send(tx.out)
+    if tx.out is not None:  # None only after a final response
+        core._send(tx.out)
     tx.interval = core._timer_values.t2
     core._arm(tx, Timer.E, now, tx.interval)
 
@@ -333,6 +350,7 @@ def _non_invite_completed(
     """Final response: report; absorb its retransmissions for T4 (timer K; 0 if reliable)."""
     core._cancel(tx, Timer.E)
     core._cancel(tx, Timer.F)
+    _finished(tx)
     _report(core, tx, now, msg, src)
     core._arm(tx, Timer.K, now, 0.0 if tx.reliable else core._timer_values.t4)
 

@@ -5,7 +5,7 @@ report an event to the TU, terminate), so it lives here once, in
 :class:`TransactionCore`, the base of the public layer. The *rules* stay in ``_client.py``
 and ``_server.py``, one ``_TRANSITIONS`` table per machine (architecture 7.3).
 
-Timers use one ``heapq`` of ``(deadline, seq, key, timer)`` for every transaction, as
+Timers use one ``heapq`` of ``(deadline, seq, key, timer name)`` for every transaction, as
 aioquic keeps one timer per connection: cancelling is lazy (the transaction forgets the
 ``seq``, the heap entry is skipped when it surfaces), and the heap is compacted when
 stale entries outnumber live ones, so a burst of transactions that end early cannot grow
@@ -33,12 +33,18 @@ from sipsca.transaction.events import (
 )
 from sipsca.transaction.timers import Timer, TimerValues
 
-__all__ = ["Effect", "Input", "State", "Transaction", "TransactionCore"]
+__all__ = ["TIMER_BY_NAME", "Effect", "Input", "State", "Transaction", "TransactionCore"]
 
 # Heap compaction: rebuild when the heap holds this many entries and at least this
 # multiple of the live (armed) timers. Compaction is O(n), amortised over >= n arms.
 _COMPACT_MIN = 4096
 _COMPACT_RATIO = 4
+
+TIMER_BY_NAME: dict[str, Timer] = {timer.value: timer for timer in Timer}
+"""Timers are kept by name (``"J"``) in ``Transaction.timers`` and in the heap: an enum
+member is an object the cyclic garbage collector tracks, so a dict or tuple holding one is
+scanned by every collection for as long as it lives (32 s for timer J), while one holding
+only strings and numbers is not tracked at all."""
 
 
 class State(StrEnum):
@@ -91,8 +97,9 @@ class Transaction:
         self.key = key
         self.state = self.INITIAL
         self.reliable = reliable
-        self.timers: dict[Timer, int] = {}
-        """Armed timers: timer -> sequence number of its live heap entry."""
+        self.timers: dict[str, int] = {}
+        """Armed timers: timer name (see ``TIMER_BY_NAME``) -> sequence number of its live
+        heap entry."""
         self.interval = 0.0
         """Current retransmission interval of timer A, E or G."""
 
@@ -147,7 +154,7 @@ class TransactionCore:
         self._timer_values = TimerValues.from_config(config, timer_c=timer_c)
         self._client: dict[str, Transaction] = {}
         self._server: dict[str, Transaction] = {}
-        self._heap: list[tuple[float, int, str, Timer]] = []
+        self._heap: list[tuple[float, int, str, str]] = []
         self._seq = 0
         self._live = 0
         self._outbox: list[Outgoing] = []
@@ -173,22 +180,23 @@ class TransactionCore:
         timer's transition immediately instead of going through the heap, so a TCP
         transaction ends within the call that completed it.
         """
+        name = str(timer)  # its value (a StrEnum), without enum's Python-level property
         if delay <= 0.0:
-            if tx.timers.pop(timer, None) is not None:
+            if tx.timers.pop(name, None) is not None:
                 self._live -= 1
             tx.handle(self, timer, now)
             return
         self._seq = seq = self._seq + 1
-        if timer not in tx.timers:
+        if name not in tx.timers:
             self._live += 1
-        tx.timers[timer] = seq
+        tx.timers[name] = seq
         heap = self._heap
-        heappush(heap, (now + delay, seq, tx.key, timer))
+        heappush(heap, (now + delay, seq, tx.key, name))
         if len(heap) >= _COMPACT_MIN and len(heap) > _COMPACT_RATIO * self._live:
             self._compact()
 
     def _cancel(self, tx: Transaction, timer: Timer) -> None:
-        if tx.timers.pop(timer, None) is not None:
+        if tx.timers.pop(str(timer), None) is not None:
             self._live -= 1
 
     def _compact(self) -> None:

@@ -107,13 +107,16 @@ class ServerTransaction(Transaction):
         self.request: SipRequest | None = request
         """The request that created the transaction; released (None) once a non-INVITE
         transaction has sent its final response (see ``_send_final``)."""
-        self.via = via
-        """Top Via of the request: responses go where it says (18.2.2)."""
+        self.via: Via | None = via
+        """Top Via of the request: responses go where it says (18.2.2); released (None)
+        with the request (see ``_send_final``)."""
         self.source = source
         self.destination: Flow | None = None
         """Computed from the request's top Via and source at the first response."""
-        self.last: Outgoing | None = None
-        """Latest response sent, re-queued as is for retransmitted requests and timer G."""
+        self.last: bytes | None = None
+        """Bytes of the latest response sent, re-sent to ``destination`` for retransmitted
+        requests and timer G. Only the bytes: a finished transaction may wait 32 s (timers J
+        and L), and every object it holds is one more for the cyclic GC to scan."""
         self.ack_key: str | None = None
         """RFC 2543 ACK index entry owned by this transaction (see the layer)."""
 
@@ -125,8 +128,9 @@ def _send_response(
     core: TransactionCore, tx: ServerTransaction, now: float, msg: SipMessage | None, src: Any
 ) -> None:
     """Send the TU's response and remember it as the latest (17.2.1, 17.2.2)."""
-    tx.last = out = _outgoing(tx, msg)
+    out = _outgoing(tx, msg)
     core._send(out)
+    tx.last = out.data
 
 
 def _outgoing(tx: ServerTransaction, msg: SipMessage | None) -> Outgoing:
@@ -134,16 +138,22 @@ def _outgoing(tx: ServerTransaction, msg: SipMessage | None) -> Outgoing:
     assert isinstance(msg, SipResponse)
     destination = tx.destination
     if destination is None:
+        assert tx.via is not None  # released only after the final response
         destination = tx.destination = response_destination(tx.via, tx.source)
     return Outgoing(data=msg.to_bytes(), destination=destination, message=msg)
+
+
+def _resend(core: TransactionCore, tx: ServerTransaction) -> None:
+    """Queue the latest response sent again, if any."""
+    if tx.last is not None and tx.destination is not None:
+        core._send(Outgoing(data=tx.last, destination=tx.destination))
 
 
 def _resend_last(
     core: TransactionCore, tx: ServerTransaction, now: float, msg: Any, src: Any
 ) -> None:
     """A retransmitted request: send the latest response again, if any (17.2.1, 17.2.2)."""
-    if tx.last is not None:
-        core._send(tx.last)
+    _resend(core, tx)
 
 
 # -- INVITE server (RFC 3261 17.2.1, Figure 7; RFC 6026 Figure 7) ----------------------
@@ -193,8 +203,7 @@ def _retransmit_rejection(
     Only unreliable transports retransmit; the timer is never armed otherwise."""
     if tx.reliable:
         return
-    if tx.last is not None:
-        core._send(tx.last)
+    _resend(core, tx)
     tx.interval = min(max(tx.interval * 2, core._timer_values.t1), core._timer_values.t2)
     core._arm(tx, Timer.G, now, tx.interval)
 
@@ -269,6 +278,7 @@ def _send_final(
     timer J keeps some 480,000 such transactions alive."""
     _send_response(core, tx, now, msg, src)
     tx.request = None
+    tx.via = None  # the destination is known: only it and the response bytes are needed
     core._arm(tx, Timer.J, now, 0.0 if tx.reliable else core._timer_values.b)
 
 

@@ -7,7 +7,7 @@ created by the layer only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sipsca.sip.address import Flow
 from sipsca.sip.message import SipMessage, SipRequest, SipResponse
@@ -35,8 +35,9 @@ class Outgoing:
 
     data: bytes
     destination: Flow
-    message: SipMessage
-    """The message ``data`` was made from, for tracing only."""
+    message: SipMessage | None = field(default=None, compare=False)
+    """The message ``data`` was made from, for tracing only (not compared); None for a
+    retransmission (transactions keep only the bytes of what they may send again)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -30,7 +30,7 @@ from sipsca.transaction._client import (
     ClientNonInviteTransaction,
     ClientTransaction,
 )
-from sipsca.transaction._core import Input, State, Transaction, TransactionCore
+from sipsca.transaction._core import TIMER_BY_NAME, Input, State, Transaction, TransactionCore
 from sipsca.transaction._server import (
     ServerInviteTransaction,
     ServerNonInviteTransaction,
@@ -333,7 +333,7 @@ class TransactionLayer(TransactionCore):
         if tx.ack_key is not None:
             return
         request = tx.request
-        if request is None:
+        if request is None or tx.via is None:
             return
         try:
             ack_key = _fallback_key(request, tx.via, "INVITE", response.to_tag)
@@ -433,16 +433,16 @@ class TransactionLayer(TransactionCore):
         heap = self._heap
         client, server = self._client, self._server
         while heap and heap[0][0] <= now:
-            _, seq, key, timer = _heappop(heap)
+            _, seq, key, name = _heappop(heap)
             tx = (server if key[0] == "s" else client).get(key)
             if tx is None:
                 continue
             timers = tx.timers
-            if timers.get(timer) != seq:
+            if timers.get(name) != seq:
                 continue
-            del timers[timer]
+            del timers[name]
             self._live -= 1
-            tx.handle(self, timer, now)
+            tx.handle(self, TIMER_BY_NAME[name], now)
             heap = self._heap  # _arm may have compacted (replaced) the heap
 
     def next_event(self) -> TransactionEvent | None:
