@@ -19,7 +19,7 @@ from sipsca import __version__
 from sipsca.config import SipscaConfig
 from sipsca.errors import ConfigError, StorageError
 from sipsca.rpc.app import check_rpc_listen, make_app, start_rpc_server
-from sipsca.runtime.app import SipApplication
+from sipsca.runtime.app import SipApplication, tune_gc
 from sipsca.runtime.management import Management
 from sipsca.runtime.metrics import Metrics
 from sipsca.storage.registry import open_storage, redact_url
@@ -77,6 +77,7 @@ async def serve(
         await app.transports.close()
         await storage.close()
         raise ConfigError(f"server.listen: cannot listen on {exc.strerror or exc}")
+    tune_gc()  # after restore: the long-lived start-up objects are frozen out of GC scans
     management = Management(app, started=time.time())
     runner = None
     if config.rpc.enabled:

@@ -20,6 +20,9 @@ Key = tuple[str, ScaEvent, str]
 class SubscriptionStore:
     def __init__(self) -> None:
         self._by_line: dict[tuple[str, ScaEvent], dict[str, Subscription]] = {}
+        self._events_of_line: dict[str, int] = {}
+        """AoR -> number of its (line, event) buckets: ``has_line`` is asked for every
+        candidate line of every tracked request and response."""
         self._count = 0
 
     def __len__(self) -> int:
@@ -32,10 +35,17 @@ class SubscriptionStore:
 
     def get(self, key: Key) -> Subscription | None:
         aor, event, contact = key
-        return self._by_line.get((aor, event), {}).get(contact)
+        bucket = self._by_line.get((aor, event))
+        return None if bucket is None else bucket.get(contact)
 
     def add(self, subscription: Subscription) -> None:
-        bucket = self._by_line.setdefault((subscription.aor, subscription.event), {})
+        line = (subscription.aor, subscription.event)
+        bucket = self._by_line.get(line)
+        if bucket is None:
+            bucket = self._by_line[line] = {}
+            self._events_of_line[subscription.aor] = (
+                self._events_of_line.get(subscription.aor, 0) + 1
+            )
         if subscription.subscriber not in bucket:
             self._count += 1
         bucket[subscription.subscriber] = subscription
@@ -49,6 +59,10 @@ class SubscriptionStore:
         self._count -= 1
         if not bucket:
             del self._by_line[(aor, event)]
+            if self._events_of_line[aor] == 1:
+                del self._events_of_line[aor]
+            else:
+                self._events_of_line[aor] -= 1
         return subscription
 
     def for_line(self, aor: str, event: ScaEvent) -> list[Subscription]:
@@ -56,10 +70,7 @@ class SubscriptionStore:
         return list(reversed(list(self._by_line.get((aor, event), {}).values())))
 
     def has_line(self, aor: str) -> bool:
-        return (aor, ScaEvent.CALL_INFO) in self._by_line or (
-            aor,
-            ScaEvent.LINE_SEIZE,
-        ) in self._by_line
+        return aor in self._events_of_line
 
     def count(self, event: ScaEvent) -> int:
         return sum(len(b) for (_, ev), b in self._by_line.items() if ev is event)
