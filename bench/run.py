@@ -1487,8 +1487,8 @@ def summary_markdown(results: dict[str, Any]) -> str:
     lines.append(
         f"Machine: {m['nproc']} CPUs, {m['cpu_model']}, kernel {m['kernel']}, Python "
         f"{m['python']}, {m['sipp']}, {m['kamailio']}; load at start {m['loadavg_start']}, "
-        f"at end {m.get('loadavg_end', '-')}; sipsca {m['git_head']}"
-        f"{' (src modified)' if m['git_dirty_src'] else ''}; mode "
+        f"at end {m.get('loadavg_end', '-')}; sipsca sources: {m.get('sources', '-')}"
+        f"{', GC ' + m['sipsca_gc'] if m.get('sipsca_gc', 'default') != 'default' else ''}; mode "
         f"{'quick' if results['args']['quick'] else 'full'}, "
         f"{results['args']['step_seconds']} s steps."
     )
