@@ -127,11 +127,11 @@ async def _watch_loop_lag(app: SipApplication, period: float = 0.1) -> None:
         lag = max(0.0, loop.time() - start - period)
         app.metrics.loop_lag(lag)
         overloaded = lag > 0.5
-        if overloaded != app.overloaded:
+        if overloaded != app.overload.lagging:
             logger.warning(
                 "overload %s (event loop lag %.3f s)", "started" if overloaded else "ended", lag
             )
-        app.overloaded = overloaded
+        app.overload.lagging = overloaded
 
 
 def run_server(config: SipscaConfig) -> int:

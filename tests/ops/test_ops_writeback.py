@@ -158,6 +158,36 @@ async def test_unsubscribe_is_written_at_once_whatever_the_interval() -> None:
         await wb.close()
 
 
+async def test_unsubscribes_do_not_drag_other_changes_forward() -> None:
+    """Only the deletes go out at once: saves queued beside them keep their deadline, also
+    after a delete that failed and was retried."""
+    storage = FlakyStorage()
+    await storage.save_subscriptions([sub(1)])
+    wb = WriteBack(storage, interval=1.0)
+    wb.start()
+    try:
+        t0 = time.monotonic()
+        wb.save_subscription(sub(2))
+        wb.save_appearance(Appearance(aor=AOR, index=1, state=AppearanceState.SEIZED, owner="x"))
+        wb.delete_subscription(sub(1).key)
+        await asyncio.sleep(0.2)
+        assert await stored(storage) == {}, "the delete waited or a save went out with it"
+        assert await storage.load_appearances() == [], "a save went out with the delete"
+        storage.down = True
+        wb.delete_subscription(sub(2).key)
+        wb.save_subscription(sub(3))
+        await asyncio.sleep(0.2)
+        storage.down = False
+        while sub(3).key not in await stored(storage):
+            assert time.monotonic() - t0 < 2.5, "the save was not written after the outage"
+            await asyncio.sleep(0.01)
+        assert set(await stored(storage)) == {sub(3).key}
+        assert len(await storage.load_appearances()) == 1
+        assert wb.pending == 0
+    finally:
+        await wb.close()
+
+
 async def test_outage_serves_from_memory_backs_off_and_writes_everything_once_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -19,6 +19,7 @@ from sipsca.errors import RemoteProtocolError
 from sipsca.registrar.model import Binding
 from sipsca.runtime.clock import Clock, SystemClock
 from sipsca.runtime.metrics import Metrics
+from sipsca.runtime.overload import OverloadGuard
 from sipsca.runtime.persistence import WriteBack
 from sipsca.runtime.resolver import Resolver
 from sipsca.runtime.stateless import error_reply_bytes
@@ -186,7 +187,8 @@ class SipApplication:
         self._sca_deadline: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = self.clock.time()
-        self.overloaded = False
+        self.overload = OverloadGuard(config.server.overload_queue * 1024)
+        self._overload_logged = (-1e9, 0)
         self.keys_by_flow: dict[Flow, set[str]] = {}
         self.flow_of_key: dict[str, Flow] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -261,7 +263,13 @@ class SipApplication:
         await self.transports.close()
 
     # ------------------------------------------------------------------ input
+    @property
+    def overloaded(self) -> bool:
+        return self.overload.active
+
     def on_bytes(self, data: bytes, flow: Flow) -> None:
+        if flow.transport == "udp":
+            self.overload.observe_backlog(self.transports.udp_backlog)
         try:
             msg = parse_message(data, self.limits, stream=flow.reliable)
         except RemoteProtocolError as exc:
@@ -272,6 +280,10 @@ class SipApplication:
             if isinstance(msg, SipRequest):
                 self.metrics.message_in("request", msg.method)
                 stamp_via(msg, flow)
+                if self.overload.active and self.router.shed(msg, flow):
+                    self._log_overload()
+                    self.pump()
+                    return
                 if self.router.answer_statelessly(msg, flow):
                     self.pump()
                     return
@@ -286,6 +298,20 @@ class SipApplication:
             if isinstance(msg, SipRequest):
                 self._reject_unparsable(data, flow, exc)
         self.pump()
+
+    def _log_overload(self) -> None:
+        """One line per 10 s while shedding, not one per shed request."""
+        now = self.clock.monotonic()
+        last, shed_then = self._overload_logged
+        if now - last >= 10.0:
+            logger.warning(
+                "overload: shedding new requests with 503 (%d shed since the last report, "
+                "UDP receive backlog %d kB, event loop %s)",
+                self.overload.shed - shed_then,
+                self.transports.udp_backlog // 1024,
+                "lagging" if self.overload.lagging else "keeping up",
+            )
+            self._overload_logged = (now, self.overload.shed)
 
     def _reject_unparsable(self, data: bytes, flow: Flow, exc: RemoteProtocolError) -> None:
         logger.info("malformed message from %s: %s", flow, exc.reason)
@@ -350,7 +376,7 @@ class SipApplication:
                 else:
                     self.proxy.on_response(event.response, event.key)
             elif isinstance(event, StrayResponseReceived):
-                self.proxy.on_stray_response(event.response, event.source)
+                self.proxy.on_stray_response(event.response)
             elif isinstance(event, TransactionTimedOut):
                 if event.key in self.notifies:
                     self._notify_result(event.key, None)

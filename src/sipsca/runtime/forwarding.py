@@ -72,7 +72,7 @@ class ProxyCore:
     ) -> None:
         app = self.app
         router = app.router
-        sca_request = request.copy()
+        sca_request = request.copy() if sca else request  # as received, before SCA rewrites
         if sca and not sca_done:
             outcome = app.sca.on_request(request, now=app.clock.time())
             if outcome.reject is not None:
@@ -188,8 +188,10 @@ class ProxyCore:
         fwd = self.forwarded.get(invite_key)
         app.sca.on_request(cancel, now=app.clock.time())
         if fwd is None:
+            # Not proxied, or already finished: a final response went upstream, and then
+            # the CANCEL has no effect (RFC 3261 9.2).
             invite = app.tl.server_request(invite_key)
-            if invite is not None:
+            if invite is not None and app.tl.server_state(invite_key) == "proceeding":
                 router.reply(invite, invite_key, 487, "Request Terminated")
             return
         for branch in fwd.context.cancel_all():
@@ -212,6 +214,8 @@ class ProxyCore:
         server_key = self.branch_of.get(key)
         fwd = self.forwarded.get(server_key) if server_key is not None else None
         if fwd is None:
+            if server_key is not None:  # finished and released: only 2xx retransmissions
+                self.on_stray_response(response)
             return
         if not strip_own_via(response):
             return
@@ -232,7 +236,7 @@ class ProxyCore:
         )
         self._apply(fwd, action)
 
-    def on_stray_response(self, response: SipResponse, source: Flow) -> None:
+    def on_stray_response(self, response: SipResponse) -> None:
         """2xx retransmissions whose client transaction is gone: forward statelessly (16.7)."""
         if response.cseq.method != "INVITE" or not 200 <= response.status < 300:
             return
@@ -257,6 +261,23 @@ class ProxyCore:
                 app.sca.on_response(upstream, fwd.sca_request, now=app.clock.time())
             app.router.send_reply(upstream, fwd.key)
         if action.done and fwd.timer_c is not None:
+            fwd.timer_c.cancel()
+            fwd.timer_c = None
+        if fwd.context.finished:
+            self._release(fwd)
+
+    def _release(self, fwd: _Forwarded) -> None:
+        """Forget a finished context at once instead of with its server transaction.
+
+        The server transaction answers retransmissions from its own copy of the response for
+        up to 32 s (timers J and L); the context, the requests and the responses it holds
+        would otherwise wait with it, and at thousands of calls per second they are most of
+        what the cyclic GC scans. Later 2xx retransmissions on a branch are relayed
+        statelessly (:meth:`on_stray_response`), a late CANCEL has no effect (9.2).
+        """
+        if self.forwarded.get(fwd.key) is fwd:
+            del self.forwarded[fwd.key]
+        if fwd.timer_c is not None:
             fwd.timer_c.cancel()
             fwd.timer_c = None
 

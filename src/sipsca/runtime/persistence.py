@@ -10,7 +10,9 @@ Changes are coalesced per key in memory and written in batches (:class:`WriteBac
 * ``0``: write-through, every change is written at once (changes arriving during a write go
   into the next one).
 * Deleting a subscription (unsubscribe, expiry, RPC deactivation) is written at once whatever
-  the interval, so a finished subscription cannot come back after a crash.
+  the interval, so a finished subscription cannot come back after a crash. Only the deletes
+  go out early: the other queued changes keep their deadline, so a steady stream of
+  unsubscribes does not turn the write-back into write-through.
 
 A failing database never stops SIP service: SIP handling never waits for a write, the failed
 batch stays queued (merged with newer changes, newest wins), the writer retries with
@@ -81,7 +83,8 @@ class WriteBack:
         self._observe = observe
         self._oldest: float | None = None
         """Monotonic time of the oldest change not written yet (None: nothing queued)."""
-        self._urgent = False
+        self._urgent: set[SubscriptionKey] = set()
+        """Subscription deletes queued to be written at once."""
         self._slowest = 0.0
         """Recent write duration (decaying maximum): how early a batch must start."""
         self._warned = -math.inf
@@ -103,6 +106,7 @@ class WriteBack:
 
     def delete_subscription(self, key: SubscriptionKey) -> None:
         self.subs[key] = None
+        self._urgent.add(key)
         self._changed(urgent=True)
 
     def save_appearance(self, app: Appearance) -> None:
@@ -125,8 +129,6 @@ class WriteBack:
         first = self._oldest is None
         if first:
             self._oldest = time.monotonic()
-        if urgent:
-            self._urgent = True
         if first or urgent or self.interval == 0:
             self._wake.set()
 
@@ -136,6 +138,10 @@ class WriteBack:
             return None
         if self.interval == 0 or self._urgent:
             return self._oldest
+        return self._deadline()
+
+    def _deadline(self) -> float:
+        assert self._oldest is not None
         lead = min(self.interval / 2, 2 * self._slowest + 0.1)
         return self._oldest + self.interval - lead
 
@@ -166,7 +172,8 @@ class WriteBack:
                 due = True
             try:
                 if self.pending:
-                    await self.flush()
+                    early = bool(self._urgent) and self.interval > 0
+                    await self.flush(urgent_only=early and time.monotonic() < self._deadline())
                 elif not due or not self.healthy:
                     await self.probe()
                 self.backoff = MIN_BACKOFF
@@ -204,17 +211,26 @@ class WriteBack:
             self._on_error(op)
         raise exc
 
-    async def flush(self) -> None:
-        """Write everything queued; on failure the queue is kept (and merged with newer changes)."""
+    async def flush(self, *, urgent_only: bool = False) -> None:
+        """Write everything queued (or only the subscription deletes due at once); on failure
+        the queue is kept (and merged with newer changes)."""
         async with self._lock:
             if not self.pending:
                 self._oldest = None
-                self._urgent = False
+                self._urgent.clear()
                 return
-            subs, apps, binds = self.subs, self.apps, self.binds
             oldest = self._oldest
-            self.subs, self.apps, self.binds = {}, {}, {}
-            self._oldest, self._urgent = None, False
+            if urgent_only:
+                subs = {k: self.subs.pop(k) for k in self._urgent if k in self.subs}
+                apps: dict[AppearanceKey, Appearance | None] = {}
+                binds: dict[BindingKey, Binding | None] = {}
+                if not self.pending:
+                    self._oldest = None
+            else:
+                subs, apps, binds = self.subs, self.apps, self.binds
+                self.subs, self.apps, self.binds = {}, {}, {}
+                self._oldest = None
+            self._urgent.clear()
             start = time.perf_counter()
             try:
                 async with asyncio.timeout(self.op_timeout):
@@ -226,6 +242,7 @@ class WriteBack:
                 apps.update(self.apps)
                 binds.update(self.binds)
                 self.subs, self.apps, self.binds = subs, apps, binds
+                self._urgent.update(k for k, v in subs.items() if v is None)
                 self._oldest = min(
                     oldest if oldest is not None else math.inf,
                     self._oldest if self._oldest is not None else math.inf,

@@ -28,12 +28,19 @@ def _is_ip(host: str) -> bool:
         return False
 
 
+_LITERAL_CACHE = 65536
+"""IP-literal next hops remembered; the cache is emptied when it is full."""
+
+
 class Resolver:
     """Turns a next-hop URI into a Flow; ``resolve_now`` never blocks."""
 
     def __init__(self, static_routes: tuple[tuple[str, str], ...] = ()) -> None:
         self.static = {domain.lower(): parse_flow(flow) for domain, flow in static_routes}
         self._cache: dict[tuple[str, str], tuple[float, Flow | None]] = {}
+        self._literals: dict[tuple[str, str, int | None], Flow] = {}
+        """IP-literal next hops: checked once, then one shared Flow per address (every
+        NOTIFY and forwarded request resolves one, and its transaction keeps it)."""
 
     @staticmethod
     def transport_of(uri: SipUri) -> str:
@@ -49,9 +56,16 @@ class Resolver:
         static = self.static.get(host.lower())
         if static is not None:
             return static
+        literal = (transport, host, uri.port)
+        flow = self._literals.get(literal)
+        if flow is not None:
+            return flow
         if _is_ip(host):
             default = 5061 if transport == "tls" else 5060
-            return Flow(transport, host, uri.port or default)
+            if len(self._literals) >= _LITERAL_CACHE:
+                self._literals.clear()
+            flow = self._literals[literal] = Flow(transport, host, uri.port or default)
+            return flow
         hit = self._cache.get((host.lower(), transport))
         if hit is not None and hit[0] > time.monotonic():
             flow = hit[1]

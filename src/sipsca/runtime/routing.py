@@ -43,6 +43,12 @@ ALLOW = ", ".join(
 SUPPORTED = frozenset({"path", "outbound", "replaces"})
 
 
+SHED_METHODS = frozenset(("INVITE", "SUBSCRIBE", "REGISTER", "MESSAGE", "PUBLISH", "REFER"))
+"""Out-of-dialog requests that start new work: shed first under overload."""
+OVERLOAD_RETRY_AFTER = 5
+"""Seconds in the Retry-After of an overload 503."""
+
+
 def stateless_tag(request: SipRequest) -> str:
     """A To-tag that is the same for retransmissions of one request (as Kamailio's sl)."""
     seed = f"{request.call_id}|{request.from_tag}|{request.top_via.branch}"
@@ -158,6 +164,30 @@ class RequestRouter:
         self.app.tl.send_stateless(response, destination=dest)
         return True
 
+    def shed(self, request: SipRequest, source: Flow) -> bool:
+        """Overloaded: answer a new dialog-creating request 503 + Retry-After, statelessly.
+
+        Costs a fraction of serving it (no validation, no transaction, nothing kept), so the
+        backlog drains and what is accepted completes in time. In-dialog requests, CANCEL,
+        ACK, responses and retransmissions of requests already in a transaction go on.
+        """
+        if request.method not in SHED_METHODS or request.to_tag is not None:
+            return False
+        if self.app.tl.find_server_key(request) is not None:
+            return False  # a retransmission: its transaction answers it
+        response = make_response(
+            request,
+            503,
+            "Service Unavailable",
+            to_tag=stateless_tag(request),
+            extra=[("Retry-After", str(OVERLOAD_RETRY_AFTER))],
+        )
+        self.app.overload.shed += 1
+        self.app.metrics.overload()
+        dest = response_destination(request.top_via, source)
+        self.app.tl.send_stateless(response, destination=dest)
+        return True
+
     def on_request(self, request: SipRequest, source: Flow, key: str | None) -> None:
         app = self.app
         if key is None:  # ACK for a 2xx or a stray ACK: end-to-end, stateless
@@ -176,16 +206,6 @@ class RequestRouter:
             return
         if request.to_tag is not None:
             self.in_dialog(request, source, key)
-            return
-        if app.overloaded and request.method in (
-            "INVITE",
-            "SUBSCRIBE",
-            "REGISTER",
-            "MESSAGE",
-            "OPTIONS",
-        ):
-            app.metrics.overload()
-            self.reply(request, key, 503, "Service Unavailable", [("Retry-After", "5")])
             return
         if self.auth is not None:
             ruri_local = self.is_myself(request.ruri) if request.ruri.is_sip else False

@@ -25,6 +25,33 @@ logger = logging.getLogger(__name__)
 MessageHandler = Callable[[bytes, Flow], None]
 ErrorHandler = Callable[[Flow, int, str], None]
 
+_FLOW_CACHE = 65536
+"""Peers whose Flow objects are reused; the cache is emptied when it is full."""
+_SOL_SOCKET = 1
+_SO_MEMINFO = 55
+"""Linux getsockopt: u32 array whose first entry is the bytes queued for reading (rmem_alloc)."""
+
+
+def _backlog_probe(sock: object) -> Callable[[], int] | None:
+    """A cheap reader of the bytes waiting in ``sock``'s receive buffer (Linux), else None.
+
+    The receive queue is where a UDP server that cannot keep up hides its backlog: requests
+    wait there for seconds and time out at the client. Reading its size lets the core shed
+    new work with 503 before the queue delay grows (overload control).
+    """
+    getsockopt = getattr(sock, "getsockopt", None)
+    if getsockopt is None:
+        return None
+
+    def probe() -> int:
+        return int.from_bytes(getsockopt(_SOL_SOCKET, _SO_MEMINFO, 4), "little")
+
+    try:
+        probe()
+    except (OSError, TypeError, ValueError):
+        return None
+    return probe
+
 
 @dataclass(frozen=True, slots=True)
 class Listener:
@@ -42,14 +69,29 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.manager = manager
         self.listener = listener
         self.transport: asyncio.DatagramTransport | None = None
+        self._backlog: Callable[[], int] | None = None
+        self._count = 0
+        self._flows: dict[tuple[str, int], Flow] = {}
+        """One Flow per peer address, shared by every message and transaction of that peer
+        (a transaction keeps its flow for up to 32 s: one object instead of thousands)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
+        self._backlog = _backlog_probe(transport.get_extra_info("socket"))
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) <= 4 and not data.strip():
             return  # RFC 5626 4.4.1 keep-alive (CRLF) on UDP: ignore
-        flow = Flow("udp", addr[0], addr[1])
+        self._count += 1
+        # Every datagram while anything is queued (so the end of a backlog is seen at once),
+        # every 8th while the queue is empty.
+        if self._backlog is not None and (self.manager.udp_backlog or not self._count & 7):
+            self.manager.udp_backlog = self._backlog()
+        flow = self._flows.get(addr)
+        if flow is None:
+            if len(self._flows) >= _FLOW_CACHE:
+                self._flows.clear()
+            flow = self._flows[addr] = Flow("udp", addr[0], addr[1])
         self.manager.on_message(data, flow)
 
     def error_received(self, exc: Exception) -> None:
@@ -153,6 +195,8 @@ class TransportManager:
         self._connections: dict[Flow, _StreamProtocol] = {}
         self._connecting: dict[Flow, _StreamProtocol] = {}
         self.stream_error_hook: ErrorHandler | None = None
+        self.udp_backlog = 0
+        """Bytes still queued in the receive buffer of the UDP socket read last."""
 
     async def listen(self, transport: str, host: str, port: int) -> Listener:
         loop = asyncio.get_running_loop()

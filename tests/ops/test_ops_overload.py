@@ -1,0 +1,148 @@
+"""Overload control over real UDP: a backlog the server cannot serve in time is shed with
+stateless 503 + Retry-After, everything accepted completes, nothing goes unanswered, and the
+server serves normally once the backlog is gone.
+
+The backlog is made deterministic by stopping the server (SIGSTOP) while a burst is sent,
+so the burst waits in the server's receive buffer exactly as under a real overload.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import time
+import urllib.request
+from collections.abc import Callable
+
+from helpers.server import SipscaProcess
+
+BURST = 300
+
+
+def _subscribe(i: int, port: int, local: tuple[str, int], call_id: str | None = None) -> bytes:
+    host, lport = local
+    cid = call_id or f"ovl-{i}@test"
+    return (
+        f"SUBSCRIBE sip:{3000 + i}@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {host}:{lport};branch=z9hG4bK-ovl-{cid}-{time.monotonic_ns()}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:{3000 + i}@127.0.0.1>;tag=ovl{i}\r\n"
+        f"To: <sip:{3000 + i}@127.0.0.1>\r\n"
+        f"Call-ID: {cid}\r\n"
+        "CSeq: 1 SUBSCRIBE\r\n"
+        f"Contact: <sip:phone{i}@{host}:{lport}>\r\n"
+        "Event: call-info\r\n"
+        "Expires: 300\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def _ok_to(request: bytes) -> bytes:
+    """200 to a NOTIFY (headers copied, To-tag already there)."""
+    head = request.split(b"\r\n\r\n", 1)[0].decode()
+    keep = [
+        line
+        for line in head.split("\r\n")[1:]
+        if line.split(":", 1)[0].strip().lower() in ("via", "from", "to", "call-id", "cseq")
+    ]
+    return ("\r\n".join(["SIP/2.0 200 OK", *keep, "Content-Length: 0", "", ""])).encode()
+
+
+def _header(msg: str, name: str) -> str | None:
+    m = re.search(rf"^{name}:\s*(.*)$", msg, re.M | re.I)
+    return m.group(1).strip() if m else None
+
+
+def _collect(sock: socket.socket, seconds: float, finals: dict[str, list[str]]) -> int:
+    """Read for ``seconds``; answer NOTIFYs 200; record final SUBSCRIBE replies by Call-ID."""
+    notifies = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data, addr = sock.recvfrom(65535)
+        except TimeoutError:
+            break
+        text = data.decode(errors="replace")
+        if text.startswith("NOTIFY "):
+            notifies += 1
+            sock.sendto(_ok_to(data), addr)
+        elif text.startswith("SIP/2.0 ") and "SUBSCRIBE" in (_header(text, "CSeq") or ""):
+            status = int(text.split()[1])
+            if status >= 200:
+                finals.setdefault(_header(text, "Call-ID") or "", []).append(text)
+    return notifies
+
+
+def test_burst_is_shed_with_503_and_the_rest_served(
+    sipsca_factory: Callable[..., SipscaProcess],
+) -> None:
+    srv = sipsca_factory({"server": {"overload_queue": 16}})
+    assert srv.proc is not None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    sock.bind(("127.0.0.1", 0))
+    local = sock.getsockname()
+    finals: dict[str, list[str]] = {}
+    try:
+        os.kill(srv.proc.pid, signal.SIGSTOP)
+        try:
+            for i in range(BURST):
+                sock.sendto(_subscribe(i, srv.port, local), srv.sip_addr)
+        finally:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+        notifies = _collect(sock, 4.0, finals)
+
+        # Every SUBSCRIBE got exactly one final answer: served (202) or shed (503).
+        assert set(finals) == {f"ovl-{i}@test" for i in range(BURST)}
+        statuses = {cid: {int(t.split()[1]) for t in texts} for cid, texts in finals.items()}
+        assert all(len(s) == 1 and s <= {202, 503} for s in statuses.values()), statuses
+        shed = [cid for cid, s in statuses.items() if s == {503}]
+        served = [cid for cid, s in statuses.items() if s == {202}]
+        assert shed and served, (len(shed), len(served))
+        for cid in shed:
+            text = finals[cid][0]
+            assert _header(text, "Retry-After") == "5"
+            assert ";tag=" in (_header(text, "To") or "")
+        assert notifies >= len(served)  # each accepted subscription got its NOTIFY
+
+        # The shed ones were not stored; the served ones were.
+        subs = srv.rpc("sca.all_subscriptions")
+        stored = "\n".join(subs)
+        assert stored.count("call-info") == len(served)
+
+        # Counted and reported once (not one log line per shed request).
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{srv.rpc_port}/metrics", timeout=5)
+        text = metrics.read().decode()
+        count = re.search(r"^sipsca_overload_rejections_total (\S+)$", text, re.M)
+        assert count is not None and float(count.group(1)) == len(shed)
+        assert srv.log_text().count("overload: shedding new requests with 503") == 1
+
+        # The backlog is gone: a shed phone that comes back is served.
+        i = int(shed[0].split("-")[1].split("@")[0])
+        finals.clear()
+        sock.sendto(_subscribe(i, srv.port, local, call_id="ovl-retry@test"), srv.sip_addr)
+        _collect(sock, 1.0, finals)
+        assert [int(t.split()[1]) for t in finals["ovl-retry@test"]] == [202]
+    finally:
+        sock.close()
+
+
+def test_guard_hysteresis_and_lag() -> None:
+    from sipsca.runtime.overload import OverloadGuard
+
+    guard = OverloadGuard(high_bytes=1000)
+    assert guard.low == 250
+    assert not guard.observe_backlog(1000)  # at the mark: not yet
+    assert guard.observe_backlog(1001) and guard.episodes == 1
+    assert guard.observe_backlog(600)  # draining, still above low: keep shedding
+    assert not guard.observe_backlog(250)
+    assert not guard.observe_backlog(900)  # below high again: serving
+    guard.lagging = True
+    assert guard.active and guard.observe_backlog(0)
+    guard.lagging = False
+    assert not guard.active
+    off = OverloadGuard(high_bytes=0)
+    assert not off.observe_backlog(10**9) and off.episodes == 0
