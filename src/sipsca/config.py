@@ -43,10 +43,11 @@ class ServerConfig:
     """Seconds an idle TCP/TLS connection is kept open."""
     max_connections: int = 4096
     """Open TCP/TLS connections at most; further ones are refused (check ``LimitNOFILE``)."""
-    overload_queue: int = 1024
-    """Overload control: kB waiting in the UDP receive buffer (1024 kB: about 800 requests,
+    overload_queue: int = 2048
+    """Overload control: kB waiting in the UDP receive buffer (2048 kB: some 1,600 requests,
     a quarter of a second of work) above which new dialogs are shed with 503 + Retry-After
-    until it drains to a quarter of it; event-loop lag above 0.5 s sheds too. 0 = lag only."""
+    once the queue has grown over two 0.1 s windows in a row (or at once above 4 times this),
+    until it drains to half of it; event-loop lag above 0.5 s sheds too. 0 = lag only."""
 
 
 @dataclass(frozen=True, slots=True)

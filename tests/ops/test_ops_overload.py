@@ -130,19 +130,35 @@ def test_burst_is_shed_with_503_and_the_rest_served(
         sock.close()
 
 
-def test_guard_hysteresis_and_lag() -> None:
+def test_guard_sheds_a_growing_queue_not_a_draining_one() -> None:
     from sipsca.runtime.overload import OverloadGuard
 
     guard = OverloadGuard(high_bytes=1000)
-    assert guard.low == 250
-    assert not guard.observe_backlog(1000)  # at the mark: not yet
-    assert guard.observe_backlog(1001) and guard.episodes == 1
-    assert guard.observe_backlog(600)  # draining, still above low: keep shedding
-    assert not guard.observe_backlog(250)
-    assert not guard.observe_backlog(900)  # below high again: serving
-    guard.lagging = True
-    assert guard.active and guard.observe_backlog(0)
-    guard.lagging = False
-    assert not guard.active
+    assert guard.low == 500
+    assert not guard.observe_backlog(200, now=1.0)
+    assert not guard.observe_backlog(1100, now=1.15)  # above high after one rising window
+    assert guard.observe_backlog(1500, now=1.3) and guard.episodes == 1  # still rising: shed
+    assert guard.observe_backlog(600, now=1.35)  # draining, still above low: keep shedding
+    assert not guard.observe_backlog(500, now=1.5)  # down to low: serve again
+
+    # A queue left behind by a pause (it grew once, then shrinks) drains by itself.
+    paused = OverloadGuard(high_bytes=1000)
+    assert not paused.observe_backlog(100, now=1.0)
+    assert not paused.observe_backlog(3500, now=1.15)  # the pause: one rising window
+    assert not paused.observe_backlog(3000, now=1.3)  # shrinking
+    assert not paused.observe_backlog(2000, now=1.45)
+    assert not paused.observe_backlog(2600, now=1.6)  # rising once more: not yet
+    assert paused.observe_backlog(3200, now=1.75)  # twice in a row above high: overload
+    assert paused.episodes == 1
+
+    capped = OverloadGuard(high_bytes=1000)
+    assert capped.observe_backlog(4200, now=0.05)  # above 4 x high: shed whatever the trend
+
+    lag = OverloadGuard(high_bytes=1000)
+    lag.lagging = True
+    assert lag.active and lag.observe_backlog(0, now=0.6)
+    lag.lagging = False
+    assert not lag.active
+
     off = OverloadGuard(high_bytes=0)
-    assert not off.observe_backlog(10**9) and off.episodes == 0
+    assert not off.observe_backlog(10**9, now=1.0) and off.episodes == 0

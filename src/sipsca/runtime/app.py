@@ -269,7 +269,7 @@ class SipApplication:
 
     def on_bytes(self, data: bytes, flow: Flow) -> None:
         if flow.transport == "udp":
-            self.overload.observe_backlog(self.transports.udp_backlog)
+            self.overload.observe_backlog(self.transports.udp_backlog, self.clock.monotonic())
         try:
             msg = parse_message(data, self.limits, stream=flow.reliable)
         except RemoteProtocolError as exc:
