@@ -33,6 +33,7 @@ from sipsca.sip import (
     parse_uri,
     parse_value_params,
     parse_via,
+    response_bytes,
     uri_equal,
     validate_request,
     validate_response,
@@ -229,6 +230,17 @@ def test_round_trip(msg: SipMessage) -> None:
     cut = len(data) // 2
     assert framer.feed(data[:cut]) + framer.feed(data[cut:]) == [data]
     assert list(parse_message(data, stream=True).headers) == list(msg.headers)
+
+
+@FAST
+@given(requests(), st.sampled_from([100, 200, 503]), st.sampled_from(["", "Retry-After: 5\r\n"]))
+def test_response_bytes_equals_make_response(msg: SipRequest, status: int, tail: str) -> None:
+    """The stateless fast path writes exactly what make_response + to_bytes would."""
+    parsed = parse_message(msg.to_bytes())
+    assert isinstance(parsed, SipRequest)
+    extra = [tuple(line.split(": ", 1)) for line in tail.splitlines()]
+    slow = make_response(parsed, status, "Reason", to_tag="t1", extra=extra).to_bytes()  # type: ignore[arg-type]
+    assert response_bytes(parsed, status, "Reason", to_tag="t1", tail=tail) == slow
 
 
 @FAST

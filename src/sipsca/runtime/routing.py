@@ -20,7 +20,7 @@ from sipsca.proxy.validate import check_request
 from sipsca.registrar.logic import aor_of, decide_register, lookup_targets
 from sipsca.runtime.persistence import SubscriberCache
 from sipsca.sip.address import Flow, parse_flow
-from sipsca.sip.message import SipRequest, SipResponse, make_response
+from sipsca.sip.message import SipRequest, SipResponse, make_response, response_bytes
 from sipsca.sip.uri import SipUri, parse_uri
 from sipsca.sip.validate import validate_request
 from sipsca.transaction import response_destination
@@ -50,8 +50,13 @@ OVERLOAD_RETRY_AFTER = 5
 
 
 def stateless_tag(request: SipRequest) -> str:
-    """A To-tag that is the same for retransmissions of one request (as Kamailio's sl)."""
-    seed = f"{request.call_id}|{request.from_tag}|{request.top_via.branch}"
+    """A To-tag that is the same for retransmissions of one request (as Kamailio's sl).
+
+    Made from the raw Call-ID, From and top Via texts (a retransmission repeats them byte
+    for byte), so nothing is parsed for it.
+    """
+    headers = request.headers
+    seed = f"{headers.get('call-id')}|{headers.get('from')}|{headers.values('via')[:1]}"
     return hashlib.blake2s(seed.encode(), digest_size=6).hexdigest()
 
 
@@ -83,6 +88,8 @@ class RequestRouter:
 
     def __init__(self, app: SipApplication) -> None:
         self.app = app
+        self._options_tail: str | None = None
+        """The constant header lines of the stateless 200 to OPTIONS, built once."""
         cfg = app.config.auth
         self.auth: DigestAuthenticator | None = None
         if cfg.mode == "digest":
@@ -146,23 +153,26 @@ class RequestRouter:
             return False
         if request.max_forwards == 0 or "proxy-require" in request.headers:
             return False  # REQINIT's 483 / 420 come first (stateful path)
-        response = make_response(
-            request,
-            200,
-            None,
-            to_tag=stateless_tag(request),
-            extra=[
+        if self._options_tail is None:
+            extra = [
                 ("Allow", ALLOW),
                 ("Accept", "application/sdp"),
                 ("Allow-Events", "call-info, line-seize"),
                 ("Supported", ", ".join(sorted(SUPPORTED))),
-            ],
+            ]
+            if self.app.config.server.user_agent:
+                extra.append(("Server", self.app.config.server.user_agent))
+            self._options_tail = "".join(f"{name}: {value}\r\n" for name, value in extra)
+        data = response_bytes(
+            request, 200, "OK", to_tag=stateless_tag(request), tail=self._options_tail
         )
-        if self.app.config.server.user_agent:
-            response.headers.add("Server", self.app.config.server.user_agent)
-        dest = response_destination(request.top_via, source)
-        self.app.tl.send_stateless(response, destination=dest)
+        self._send_stateless(data, "OPTIONS", 200, response_destination(request.top_via, source))
         return True
+
+    def _send_stateless(self, data: bytes, method: str, status: int, dest: Flow) -> None:
+        """A stateless fast-path reply: straight to the transport, counted as sent."""
+        self.app.metrics.message_out("response", method, status)
+        self.app.transports.send(data, dest)
 
     def shed(self, request: SipRequest, source: Flow) -> bool:
         """Overloaded: answer a new dialog-creating request 503 + Retry-After, statelessly.
@@ -175,17 +185,18 @@ class RequestRouter:
             return False
         if self.app.tl.find_server_key(request) is not None:
             return False  # a retransmission: its transaction answers it
-        response = make_response(
+        data = response_bytes(
             request,
             503,
             "Service Unavailable",
             to_tag=stateless_tag(request),
-            extra=[("Retry-After", str(OVERLOAD_RETRY_AFTER))],
+            tail=f"Retry-After: {OVERLOAD_RETRY_AFTER}\r\n",
         )
         self.app.overload.shed += 1
         self.app.metrics.overload()
-        dest = response_destination(request.top_via, source)
-        self.app.tl.send_stateless(response, destination=dest)
+        self._send_stateless(
+            data, request.method, 503, response_destination(request.top_via, source)
+        )
         return True
 
     def on_request(self, request: SipRequest, source: Flow, key: str | None) -> None:

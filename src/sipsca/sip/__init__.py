@@ -21,7 +21,7 @@ from sipsca.sip.fields import (
     unquote_string,
 )
 from sipsca.sip.headers import Headers
-from sipsca.sip.message import SipMessage, SipRequest, SipResponse, make_response
+from sipsca.sip.message import SipMessage, SipRequest, SipResponse, make_response, response_bytes
 from sipsca.sip.parser import ParserLimits, StreamFramer, parse_message
 from sipsca.sip.status import reason_phrase
 from sipsca.sip.uri import SipUri, parse_uri, unescape, uri_equal
@@ -42,6 +42,7 @@ __all__ = [
     "check_message",
     "format_params",
     "make_response",
+    "response_bytes",
     "parse_auth_params",
     "parse_cseq",
     "parse_date",

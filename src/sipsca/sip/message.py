@@ -31,7 +31,7 @@ from sipsca.sip.headers import Headers, canonical_key
 from sipsca.sip.status import reason_phrase
 from sipsca.sip.uri import SipUri, parse_uri
 
-__all__ = ["SipMessage", "SipRequest", "SipResponse", "make_response"]
+__all__ = ["SipMessage", "SipRequest", "SipResponse", "make_response", "response_bytes"]
 
 _T = TypeVar("_T")
 
@@ -379,6 +379,33 @@ def make_response(
     for name, value in extra or ():
         headers.add(name, value)
     return SipResponse(status, reason, headers, body)
+
+
+def response_bytes(
+    request: SipRequest, status: int, reason: str, *, to_tag: str | None, tail: str = ""
+) -> bytes:
+    """The wire bytes of :func:`make_response` without building a response object.
+
+    For the stateless fast paths (OPTIONS pings, overload 503s), which never look at the
+    response again: Via/From/To/Call-ID/CSeq exactly as received (To gets ``to_tag`` when
+    it has none), then ``tail`` (complete ``"Name: value\r\n"`` lines) and an empty body.
+    """
+    out = [f"SIP/2.0 {status} {reason}\r\n"]
+    src = request.headers
+    for key, (name, value, raw) in zip(src._keys, src._fields, strict=True):
+        if key in _RESPONSE_COPIED:
+            if (
+                key == "to"
+                and to_tag
+                and status > 100
+                and ";tag=" not in value.replace(" ", "").lower()
+            ):
+                out.append(f"{name}: {value.rstrip()};tag={to_tag}\r\n")
+            else:
+                out.append((raw if raw is not None else f"{name}: {value}") + "\r\n")
+    out.append(tail)
+    out.append("Content-Length: 0\r\n\r\n")
+    return "".join(out).encode("utf-8", "surrogateescape")
 
 
 def header_key(name: str) -> str:
