@@ -69,8 +69,8 @@ ALL_WORKLOADS = (*LADDER_WORKLOADS, "memory", "overload", "profile", "micro")
 
 # full-run ladder start (per server: from smoke runs, the ladder adapts) and cap (calls/s)
 START_RATE = {
-    "sipsca": {"options": 4000, "register": 500, "call": 200, "subscribe": 1000, "sca_call": 50},
-    "kamailio": {"register": 1000, "call": 500, "subscribe": 2000, "sca_call": 200},
+    "sipsca": {"options": 12000, "register": 2800, "call": 600, "subscribe": 2800, "sca_call": 200},
+    "kamailio": {"register": 12000, "call": 160, "subscribe": 8000, "sca_call": 320},
 }
 MAX_RATE = {"options": 40000, "register": 20000, "call": 5000, "subscribe": 20000, "sca_call": 2000}
 QUICK_RATE = {"options": 500, "register": 200, "call": 50, "subscribe": 300, "sca_call": 20}
