@@ -311,3 +311,30 @@ def test_a_2xx_racing_our_487_is_still_sent(layer: TransactionLayer) -> None:
     layer.send_response(reply(req, 200, to_tag="callee"), now=1.1, key=key)
     assert len(layer.messages_to_send()) == 1
     assert layer.server_state(key) == "confirmed"
+
+
+def test_completed_non_invite_is_kept_as_plain_data(layer: TransactionLayer) -> None:
+    """During timer J (32 s over UDP) a finished non-INVITE transaction is only its response
+    bytes and destination, in a tuple the cyclic GC stops tracking: at thousands of requests
+    per second these are most of the live transactions."""
+    import gc
+
+    req = request("SUBSCRIBE", branch=BRANCH)
+    key = new_tx(layer, req)
+    layer.send_response(reply(req, 202), now=0.0, key=key)
+    (ok,) = layer.messages_to_send()
+    assert key not in layer._server and key in layer._done
+    assert layer.server_state(key) == "completed" and layer.counts["server_non_invite"] == 1
+    assert layer.find_server_key(request("SUBSCRIBE", branch=BRANCH)) == key
+    gc.collect()
+    assert not gc.is_tracked(layer._done[key])
+    receive(layer, request("SUBSCRIBE", branch=BRANCH), 3.0)
+    (again,) = layer.messages_to_send()
+    assert again.data == ok.data and again.destination == ok.destination
+    # A transport failure ends it at once, like any other transaction.
+    layer.transport_failed(key, now=4.0)
+    assert drain(layer) == [TransportFailed(key=key), TransactionTerminated(key=key)]
+    assert layer.server_state(key) is None and layer.counts["server_non_invite"] == 0
+    assert layer.get_timer() is None
+    fire_timers(layer, 100)
+    assert drain(layer) == []

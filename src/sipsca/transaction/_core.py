@@ -139,6 +139,8 @@ class TransactionCore:
     __slots__ = (
         "_client",
         "_counts",
+        "_done",
+        "_done_fifo",
         "_events",
         "_heap",
         "_live",
@@ -155,6 +157,14 @@ class TransactionCore:
         self._client: dict[str, Transaction] = {}
         self._server: dict[str, Transaction] = {}
         self._heap: list[tuple[float, int, str, str]] = []
+        self._done: dict[str, tuple[bytes, str, str, int, str]] = {}
+        """Non-INVITE server transactions in Completed over UDP, waiting out timer J (32 s),
+        as plain data: key -> (response bytes, transport, host, port, kind). A tuple of
+        strings, bytes and ints is not tracked by the cyclic GC; the transaction object,
+        which is, is dropped as soon as the final response is sent."""
+        self._done_fifo: deque[tuple[float, str]] = deque()
+        """(timer J deadline, key) of ``_done`` in deadline order: J is the same for every
+        one of them, so a FIFO replaces the heap."""
         self._seq = 0
         self._live = 0
         self._outbox: list[Outgoing] = []
@@ -209,6 +219,38 @@ class TransactionCore:
                 live.append(entry)
         heapify(live)
         self._heap = live
+
+    def _retire(self, tx: Transaction, last: bytes, destination: Flow, now: float) -> None:
+        """Keep a finished non-INVITE server transaction only as the data timer J needs
+        (RFC 3261 17.2.2: absorb request retransmissions with the final response)."""
+        key = tx.key
+        self._server.pop(key, None)
+        self._live -= len(tx.timers)
+        tx.timers.clear()
+        self._done[key] = (
+            last,
+            destination.transport,
+            destination.host,
+            destination.port,
+            tx.KIND,
+        )
+        self._done_fifo.append((now + self._timer_values.b, key))
+
+    def _done_deadline(self) -> float | None:
+        fifo, done = self._done_fifo, self._done
+        while fifo and fifo[0][1] not in done:
+            fifo.popleft()
+        return fifo[0][0] if fifo else None
+
+    def _expire_done(self, now: float) -> None:
+        """Timer J of retired transactions: they end (TransactionTerminated)."""
+        fifo, done = self._done_fifo, self._done
+        while fifo and fifo[0][0] <= now:
+            _, key = fifo.popleft()
+            entry = done.pop(key, None)
+            if entry is not None:
+                self._counts[entry[4]] -= 1
+                self._events.append(TransactionTerminated(key=key))
 
     def _send(self, out: Outgoing) -> None:
         self._outbox.append(out)

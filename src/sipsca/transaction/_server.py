@@ -279,7 +279,11 @@ def _send_final(
     _send_response(core, tx, now, msg, src)
     tx.request = None
     tx.via = None  # the destination is known: only it and the response bytes are needed
-    core._arm(tx, Timer.J, now, 0.0 if tx.reliable else core._timer_values.b)
+    if tx.reliable:
+        core._arm(tx, Timer.J, now, 0.0)  # J is zero: Terminated at once
+    else:
+        assert tx.last is not None and tx.destination is not None
+        core._retire(tx, tx.last, tx.destination, now)
 
 
 class ServerNonInviteTransaction(ServerTransaction):

@@ -44,6 +44,8 @@ from sipsca.transaction.events import (
     RequestReceived,
     StrayResponseReceived,
     TransactionEvent,
+    TransactionTerminated,
+    TransportFailed,
 )
 
 __all__ = ["MAGIC_COOKIE", "TransactionLayer", "response_destination"]
@@ -147,6 +149,10 @@ class TransactionLayer(TransactionCore):
             return
         if tx is not None:
             tx.handle(self, Input.REQUEST, now, request, source)
+            return
+        done = self._done.get(key)
+        if done is not None:  # retransmission to a retired (Completed) transaction
+            self._outbox.append(Outgoing(data=done[0], destination=Flow(*done[1:4])))
             return
         if method == "INVITE":
             self._server[key] = ServerInviteTransaction(key, request, via, source)
@@ -287,6 +293,11 @@ class TransactionLayer(TransactionCore):
             key = self._response_key(response)
         tx = self._server.get(key) if key is not None else None
         if tx is None:
+            if key is not None and key in self._done:
+                raise LocalProtocolError(
+                    f"server_non_invite transaction {key} in state completed cannot take"
+                    f" {Input.PROVISIONAL if status < 200 else Input.FINAL}"
+                )
             self._send_stateless_response(response)
             return
         if status < 200:
@@ -363,6 +374,12 @@ class TransactionLayer(TransactionCore):
         tx = (self._server if key[:1] == "s" else self._client).get(key)
         if tx is not None:
             tx.handle(self, Input.TRANSPORT_ERROR, now)
+            return
+        done = self._done.pop(key, None)
+        if done is not None:
+            self._counts[done[4]] -= 1
+            self._events.append(TransportFailed(key=key))
+            self._events.append(TransactionTerminated(key=key))
 
     # -- queries -------------------------------------------------------------------------
 
@@ -385,7 +402,7 @@ class TransactionLayer(TransactionCore):
                 key = _fallback_key(request, via, method, request.to_tag)
         except RemoteProtocolError:
             return None
-        return key if key in self._server else None
+        return key if key in self._server or key in self._done else None
 
     def server_request(self, key: str) -> SipRequest | None:
         """The request that created server transaction ``key``, or ``None`` (unknown key,
@@ -397,7 +414,9 @@ class TransactionLayer(TransactionCore):
     def server_state(self, key: str) -> str | None:
         """State of server transaction ``key`` (``"proceeding"``, ``"completed"``...)."""
         tx = self._server.get(key)
-        return None if tx is None else tx.state.value
+        if tx is None:
+            return State.COMPLETED.value if key in self._done else None
+        return tx.state.value
 
     def client_state(self, key: str) -> str | None:
         """State of client transaction ``key`` (``"calling"``, ``"accepted"``...)."""
@@ -419,13 +438,14 @@ class TransactionLayer(TransactionCore):
         """
         heap = self._heap
         client, server = self._client, self._server
+        done = self._done_deadline()
         while heap:
             deadline, seq, key, timer = heap[0]
             tx = (server if key[0] == "s" else client).get(key)
             if tx is not None and tx.timers.get(timer) == seq:
-                return deadline
+                return deadline if done is None or deadline < done else done
             _heappop(heap)
-        return None
+        return done
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``. Afterwards drain :meth:`messages_to_send` and
@@ -444,6 +464,7 @@ class TransactionLayer(TransactionCore):
             self._live -= 1
             tx.handle(self, TIMER_BY_NAME[name], now)
             heap = self._heap  # _arm may have compacted (replaced) the heap
+        self._expire_done(now)
 
     def next_event(self) -> TransactionEvent | None:
         """The next event for the TU, oldest first, or ``None``."""
