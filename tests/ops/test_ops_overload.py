@@ -162,3 +162,40 @@ def test_guard_sheds_a_growing_queue_not_a_draining_one() -> None:
 
     off = OverloadGuard(high_bytes=0)
     assert not off.observe_backlog(10**9, now=1.0) and off.episodes == 0
+
+
+async def test_backlog_probe_sees_the_queue_and_releases_the_port() -> None:
+    """The probe reads the real receive queue, and closing the transports frees the port
+    (the probe holds a duplicate descriptor of the socket)."""
+    import asyncio
+
+    from sipsca.runtime.transport import TransportManager
+    from sipsca.sip.parser import ParserLimits
+
+    received: list[int] = []
+    manager = TransportManager(
+        lambda data, flow: received.append(manager.udp_backlog),
+        on_send_error=lambda flow, status, reason: None,
+        limits=ParserLimits(),
+    )
+    listener = await manager.listen("udp", "127.0.0.1", 0)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for _ in range(64):  # queued before the loop reads any of them
+            sender.sendto(
+                b"OPTIONS sip:x SIP/2.0\r\n\r\n" + b"x" * 500, ("127.0.0.1", listener.port)
+            )
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if len(received) == 64:
+                break
+        assert len(received) == 64
+        assert max(received) > 0  # something was still queued behind an early datagram
+        assert received[-1] == 0  # and the last one saw an empty queue
+    finally:
+        sender.close()
+        await manager.close()
+    await asyncio.sleep(0.05)
+    again = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    again.bind(("127.0.0.1", listener.port))
+    again.close()

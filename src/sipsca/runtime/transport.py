@@ -94,6 +94,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
             self._backlog, self._release = probe
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.release_probe()
+
+    def release_probe(self) -> None:
+        """Close the probe's duplicate descriptor (else the port stays bound after close)."""
         if self._release is not None:
             self._release()
             self._backlog = self._release = None
@@ -319,6 +323,7 @@ class TransportManager:
         for proto in list(self._connections.values()):
             proto.close()
         for udp in self._udp.values():
+            udp.release_probe()
             if udp.transport is not None:
                 udp.transport.close()
         for server in self._servers:
