@@ -199,3 +199,77 @@ async def test_backlog_probe_sees_the_queue_and_releases_the_port() -> None:
     again = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     again.bind(("127.0.0.1", listener.port))
     again.close()
+
+
+def test_shed_invite_gets_503_and_its_ack_goes_nowhere(
+    sipsca_factory: Callable[..., SipscaProcess],
+) -> None:
+    """An INVITE shed with the stateless 503 is not relayed, and the ACK for that 503 is
+    recognised by its To-tag and absorbed, not forwarded toward the callee's domain."""
+    carrier = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    carrier.bind(("127.0.0.1", 0))
+    carrier_port = carrier.getsockname()[1]
+    srv = sipsca_factory(
+        {
+            "server": {"overload_queue": 16},
+            "proxy": {"static_routes": [["carrier.example", f"udp:127.0.0.1:{carrier_port}"]]},
+        }
+    )
+    assert srv.proc is not None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    sock.bind(("127.0.0.1", 0))
+    host, lport = sock.getsockname()
+    via = f"SIP/2.0/UDP {host}:{lport};branch=z9hG4bK-ovl-invite"
+    common = (
+        "From: <sip:alice@127.0.0.1>;tag=ovl-a\r\n"
+        "Call-ID: ovl-invite@test\r\n"
+        f"Via: {via}\r\n"
+        "Max-Forwards: 70\r\n"
+    )
+    invite = (
+        "INVITE sip:bob@carrier.example SIP/2.0\r\n" + common + "To: <sip:bob@carrier.example>\r\n"
+        "CSeq: 1 INVITE\r\n"
+        f"Contact: <sip:alice@{host}:{lport}>\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    try:
+        os.kill(srv.proc.pid, signal.SIGSTOP)
+        try:
+            for i in range(BURST):
+                sock.sendto(_subscribe(i, srv.port, (host, lport)), srv.sip_addr)
+                if i == 20:
+                    sock.sendto(invite, srv.sip_addr)
+        finally:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+        answer: str | None = None
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline:
+            sock.settimeout(0.2)
+            try:
+                data, addr = sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            text = data.decode(errors="replace")
+            if text.startswith("NOTIFY "):
+                sock.sendto(_ok_to(data), addr)
+            elif "INVITE" in (_header(text, "CSeq") or "") and not text.startswith("SIP/2.0 100"):
+                answer = text
+        assert answer is not None and answer.startswith("SIP/2.0 503 "), answer
+        assert _header(answer, "Retry-After") == "5"
+        to = _header(answer, "To") or ""
+        ack = (
+            "ACK sip:bob@carrier.example SIP/2.0\r\n" + common + f"To: {to}\r\n"
+            "CSeq: 1 ACK\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        sock.sendto(ack, srv.sip_addr)
+        carrier.settimeout(1.0)
+        try:
+            got = carrier.recvfrom(65535)[0]
+        except TimeoutError:
+            got = b""
+        assert got == b"", got[:200]
+    finally:
+        sock.close()
+        carrier.close()

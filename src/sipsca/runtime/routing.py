@@ -394,8 +394,13 @@ class RequestRouter:
 
     def on_ack(self, request: SipRequest, source: Flow) -> None:
         app = self.app
-        if request.to_tag is None:
+        to_tag = request.to_tag
+        if to_tag is None:
             return  # stray ACK without dialog: absorbed
+        if to_tag == stateless_tag(request):
+            # The ACK for a stateless reply of ours (an overload 503): it carries the
+            # INVITE's Call-ID, From and top Via, so the tag recomputes (as Kamailio's sl).
+            return
         consumed = preprocess_routes(request, self.is_myself)
         local = request.ruri.is_sip and self.is_myself(request.ruri)
         if not consumed and local:
