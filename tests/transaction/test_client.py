@@ -286,6 +286,23 @@ def test_final_then_timer_k_absorbs_retransmissions(layer: TransactionLayer) -> 
     assert [(t, evs) for t, _, evs in log] == [(7.0, [TransactionTerminated(key=key)])]
 
 
+def test_completed_non_invite_client_is_kept_as_its_key(layer: TransactionLayer) -> None:
+    """Waiting out timer K needs nothing but the key: the transaction object is dropped."""
+    key, req = start(layer, "NOTIFY")
+    layer.receive_response(response(req, 200), source=UDP_PEER, now=1.0)
+    drain(layer)
+    assert key not in layer._client and layer._client_done == {key: "client_non_invite"}
+    assert layer.client_state(key) == "completed" and layer.counts["client_non_invite"] == 1
+    with pytest.raises(LocalProtocolError):  # same branch while it lives: still refused
+        layer.send_request(req, destination=UDP_PEER, now=2.0)
+    layer.transport_failed(key, now=2.0)
+    assert drain(layer) == [TransportFailed(key=key), TransactionTerminated(key=key)]
+    assert layer.client_state(key) is None and layer.counts["client_non_invite"] == 0
+    # A late retransmission after the end is a stray again.
+    layer.receive_response(response(req, 200), source=UDP_PEER, now=3.0)
+    assert [type(e) for e in drain(layer)] == [StrayResponseReceived]
+
+
 def test_timer_k_is_zero_over_tcp(layer: TransactionLayer) -> None:
     _key, req = start(layer, "OPTIONS", dest=TCP_PEER)
     layer.receive_response(response(req, 404), source=TCP_PEER, now=1.0)

@@ -352,7 +352,10 @@ def _non_invite_completed(
     core._cancel(tx, Timer.F)
     _finished(tx)
     _report(core, tx, now, msg, src)
-    core._arm(tx, Timer.K, now, 0.0 if tx.reliable else core._timer_values.t4)
+    if tx.reliable:
+        core._arm(tx, Timer.K, now, 0.0)  # K is zero: Terminated at once
+    else:
+        core._retire_client(tx, now)
 
 
 class ClientNonInviteTransaction(ClientTransaction):

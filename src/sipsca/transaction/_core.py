@@ -138,6 +138,8 @@ class TransactionCore:
 
     __slots__ = (
         "_client",
+        "_client_done",
+        "_client_done_fifo",
         "_counts",
         "_done",
         "_done_fifo",
@@ -165,6 +167,11 @@ class TransactionCore:
         self._done_fifo: deque[tuple[float, str]] = deque()
         """(timer J deadline, key) of ``_done`` in deadline order: J is the same for every
         one of them, so a FIFO replaces the heap."""
+        self._client_done: dict[str, str] = {}
+        """Non-INVITE client transactions in Completed over UDP, waiting out timer K (T4)
+        to absorb retransmitted responses: key -> kind. Nothing else is needed."""
+        self._client_done_fifo: deque[tuple[float, str]] = deque()
+        """(timer K deadline, key) of ``_client_done``, in deadline order."""
         self._seq = 0
         self._live = 0
         self._outbox: list[Outgoing] = []
@@ -236,20 +243,43 @@ class TransactionCore:
         )
         self._done_fifo.append((now + self._timer_values.b, key))
 
+    def _retire_client(self, tx: Transaction, now: float) -> None:
+        """Keep a non-INVITE client transaction in Completed only as its key (RFC 3261
+        17.1.2.2: timer K absorbs retransmitted responses)."""
+        key = tx.key
+        self._client.pop(key, None)
+        self._live -= len(tx.timers)
+        tx.timers.clear()
+        self._client_done[key] = tx.KIND
+        self._client_done_fifo.append((now + self._timer_values.t4, key))
+
     def _done_deadline(self) -> float | None:
-        fifo, done = self._done_fifo, self._done
-        while fifo and fifo[0][1] not in done:
-            fifo.popleft()
-        return fifo[0][0] if fifo else None
+        earliest: float | None = None
+        for fifo, done in (
+            (self._done_fifo, self._done),
+            (self._client_done_fifo, self._client_done),
+        ):
+            while fifo and fifo[0][1] not in done:
+                fifo.popleft()
+            if fifo and (earliest is None or fifo[0][0] < earliest):
+                earliest = fifo[0][0]
+        return earliest
 
     def _expire_done(self, now: float) -> None:
-        """Timer J of retired transactions: they end (TransactionTerminated)."""
+        """Timers J and K of retired transactions: they end (TransactionTerminated)."""
         fifo, done = self._done_fifo, self._done
         while fifo and fifo[0][0] <= now:
             _, key = fifo.popleft()
             entry = done.pop(key, None)
             if entry is not None:
                 self._counts[entry[4]] -= 1
+                self._events.append(TransactionTerminated(key=key))
+        cfifo, cdone = self._client_done_fifo, self._client_done
+        while cfifo and cfifo[0][0] <= now:
+            _, key = cfifo.popleft()
+            kind = cdone.pop(key, None)
+            if kind is not None:
+                self._counts[kind] -= 1
                 self._events.append(TransactionTerminated(key=key))
 
     def _send(self, out: Outgoing) -> None:

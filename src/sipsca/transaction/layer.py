@@ -197,9 +197,11 @@ class TransactionLayer(TransactionCore):
         via = response.top_via
         method = response.cseq.method
         branch = via.branch
-        tx = self._client.get(f"c|{branch}|{method}") if branch else None
+        key = f"c|{branch}|{method}" if branch else ""
+        tx = self._client.get(key)
         if tx is None:
-            self._events.append(StrayResponseReceived(response=response, source=source))
+            if key not in self._client_done:  # else a retransmission absorbed in Completed
+                self._events.append(StrayResponseReceived(response=response, source=source))
             return
         status = response.status
         if status < 200:
@@ -248,7 +250,7 @@ class TransactionLayer(TransactionCore):
         if cseq.method != method:
             raise LocalProtocolError("CSeq method does not match the request method")
         key = f"c|{branch}|{method}"
-        if key in self._client:
+        if key in self._client or key in self._client_done:
             raise LocalProtocolError(f"Client transaction {key} already exists")
         out = Outgoing(data=request.to_bytes(), destination=destination, message=request)
         tx: ClientTransaction
@@ -376,8 +378,9 @@ class TransactionLayer(TransactionCore):
             tx.handle(self, Input.TRANSPORT_ERROR, now)
             return
         done = self._done.pop(key, None)
-        if done is not None:
-            self._counts[done[4]] -= 1
+        kind = done[4] if done is not None else self._client_done.pop(key, None)
+        if kind is not None:
+            self._counts[kind] -= 1
             self._events.append(TransportFailed(key=key))
             self._events.append(TransactionTerminated(key=key))
 
@@ -421,7 +424,9 @@ class TransactionLayer(TransactionCore):
     def client_state(self, key: str) -> str | None:
         """State of client transaction ``key`` (``"calling"``, ``"accepted"``...)."""
         tx = self._client.get(key)
-        return None if tx is None else tx.state.value
+        if tx is None:
+            return State.COMPLETED.value if key in self._client_done else None
+        return tx.state.value
 
     @property
     def counts(self) -> dict[str, int]:
