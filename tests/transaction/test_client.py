@@ -291,7 +291,8 @@ def test_completed_non_invite_client_is_kept_as_its_key(layer: TransactionLayer)
     key, req = start(layer, "NOTIFY")
     layer.receive_response(response(req, 200), source=UDP_PEER, now=1.0)
     drain(layer)
-    assert key not in layer._client and layer._client_done == {key: "client_non_invite"}
+    assert key not in layer._client and list(layer._retired) == [key]
+    assert layer._retired[key][0] == "client_non_invite"
     assert layer.client_state(key) == "completed" and layer.counts["client_non_invite"] == 1
     with pytest.raises(LocalProtocolError):  # same branch while it lives: still refused
         layer.send_request(req, destination=UDP_PEER, now=2.0)

@@ -95,10 +95,10 @@ def test_stale_heap_entries_are_compacted(layer: TransactionLayer) -> None:
         peak = max(peak, len(layer._heap))
     live = layer._live
     assert live == 0  # each waits out timer K retired, outside the heap
-    assert len(layer._client_done) == layer.counts["client_non_invite"] == 3 * _COMPACT_MIN
+    assert len(layer._retired) == layer.counts["client_non_invite"] == 3 * _COMPACT_MIN
     assert peak <= max(_COMPACT_MIN, _COMPACT_RATIO * live) + 2
     fire_timers(layer, 1000)
-    assert layer._heap == [] and layer._client == {} and layer._client_done == {}
+    assert layer._heap == [] and layer._client == {} and layer._retired == {}
 
 
 def test_handle_timer_before_any_deadline_does_nothing(layer: TransactionLayer) -> None:

@@ -200,10 +200,8 @@ class TransactionWalk(RuleBasedStateMachine):
         live: list[Transaction] = [*layer._client.values(), *layer._server.values()]
         assert all(tx.state is not State.TERMINATED for tx in live)
         assert layer._live == sum(len(tx.timers) for tx in live)
-        kinds = [tx.KIND for tx in live] + [entry[4] for entry in layer._done.values()]
-        kinds += list(layer._client_done.values())
-        assert not set(layer._done) & set(layer._server)
-        assert not set(layer._client_done) & set(layer._client)
+        kinds = [tx.KIND for tx in live] + [entry[0] for entry in layer._retired.values()]
+        assert not set(layer._retired) & (set(layer._server) | set(layer._client))
         assert layer.counts == {kind: kinds.count(kind) for kind in layer.counts}
         deadline = layer.get_timer()
         assert deadline is None or deadline > self.now

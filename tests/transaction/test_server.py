@@ -323,11 +323,11 @@ def test_completed_non_invite_is_kept_as_plain_data(layer: TransactionLayer) -> 
     key = new_tx(layer, req)
     layer.send_response(reply(req, 202), now=0.0, key=key)
     (ok,) = layer.messages_to_send()
-    assert key not in layer._server and key in layer._done
+    assert key not in layer._server and key in layer._retired
     assert layer.server_state(key) == "completed" and layer.counts["server_non_invite"] == 1
     assert layer.find_server_key(request("SUBSCRIBE", branch=BRANCH)) == key
     gc.collect()
-    assert not gc.is_tracked(layer._done[key])
+    assert not gc.is_tracked(layer._retired[key])
     receive(layer, request("SUBSCRIBE", branch=BRANCH), 3.0)
     (again,) = layer.messages_to_send()
     assert again.data == ok.data and again.destination == ok.destination
@@ -335,6 +335,11 @@ def test_completed_non_invite_is_kept_as_plain_data(layer: TransactionLayer) -> 
     layer.transport_failed(key, now=4.0)
     assert drain(layer) == [TransportFailed(key=key), TransactionTerminated(key=key)]
     assert layer.server_state(key) is None and layer.counts["server_non_invite"] == 0
-    assert layer.get_timer() is None
-    fire_timers(layer, 100)
-    assert drain(layer) == []
+    # The same request again is a new transaction; the first one's timer J (due at 32 s)
+    # must not end it: its own runs from its own final response.
+    assert receive(layer, request("SUBSCRIBE", branch=BRANCH), 10.0) == key
+    layer.send_response(reply(req, 202), now=10.0, key=key)
+    layer.messages_to_send()
+    assert layer.get_timer() == 42.0
+    assert fire_timers(layer, 100) == [(42.0, [], [TransactionTerminated(key=key)])]
+    assert layer.counts["server_non_invite"] == 0 and layer.get_timer() is None

@@ -355,7 +355,7 @@ def _non_invite_completed(
     if tx.reliable:
         core._arm(tx, Timer.K, now, 0.0)  # K is zero: Terminated at once
     else:
-        core._retire_client(tx, now)
+        core._retire(tx, now, core._timer_values.t4)
 
 
 class ClientNonInviteTransaction(ClientTransaction):

@@ -138,15 +138,14 @@ class TransactionCore:
 
     __slots__ = (
         "_client",
-        "_client_done",
-        "_client_done_fifo",
         "_counts",
-        "_done",
-        "_done_fifo",
         "_events",
         "_heap",
         "_live",
         "_outbox",
+        "_retired",
+        "_retired_j",
+        "_retired_k",
         "_seq",
         "_server",
         "_timer_values",
@@ -159,19 +158,16 @@ class TransactionCore:
         self._client: dict[str, Transaction] = {}
         self._server: dict[str, Transaction] = {}
         self._heap: list[tuple[float, int, str, str]] = []
-        self._done: dict[str, tuple[bytes, str, str, int, str]] = {}
-        """Non-INVITE server transactions in Completed over UDP, waiting out timer J (32 s),
-        as plain data: key -> (response bytes, transport, host, port, kind). A tuple of
-        strings, bytes and ints is not tracked by the cyclic GC; the transaction object,
-        which is, is dropped as soon as the final response is sent."""
-        self._done_fifo: deque[tuple[float, str]] = deque()
-        """(timer J deadline, key) of ``_done`` in deadline order: J is the same for every
-        one of them, so a FIFO replaces the heap."""
-        self._client_done: dict[str, str] = {}
-        """Non-INVITE client transactions in Completed over UDP, waiting out timer K (T4)
-        to absorb retransmitted responses: key -> kind. Nothing else is needed."""
-        self._client_done_fifo: deque[tuple[float, str]] = deque()
-        """(timer K deadline, key) of ``_client_done``, in deadline order."""
+        self._retired: dict[str, tuple[str, float, bytes, str, str, int]] = {}
+        """Non-INVITE transactions in Completed over UDP, kept as plain data while timer J
+        (server, 64*T1) or K (client, T4) runs: key -> (kind, deadline, response bytes,
+        transport, host, port); a client keeps no response (``b""``, ``""``, ``""``, 0).
+        A tuple of strings, bytes and numbers is not tracked by the cyclic GC; the
+        transaction object, which is, is dropped when it enters Completed."""
+        self._retired_j: deque[tuple[float, str]] = deque()
+        self._retired_k: deque[tuple[float, str]] = deque()
+        """(deadline, key) of ``_retired``, one queue per timer: every J (and every K) has
+        the same duration, so each queue is in deadline order and replaces the heap."""
         self._seq = 0
         self._live = 0
         self._outbox: list[Outgoing] = []
@@ -227,60 +223,62 @@ class TransactionCore:
         heapify(live)
         self._heap = live
 
-    def _retire(self, tx: Transaction, last: bytes, destination: Flow, now: float) -> None:
-        """Keep a finished non-INVITE server transaction only as the data timer J needs
-        (RFC 3261 17.2.2: absorb request retransmissions with the final response)."""
+    def _retire(
+        self,
+        tx: Transaction,
+        now: float,
+        wait: float,
+        response: bytes = b"",
+        destination: Flow | None = None,
+    ) -> None:
+        """Keep a non-INVITE transaction that entered Completed over UDP only as the data
+        its timer needs: a server's final response and where it went (J: absorb request
+        retransmissions, RFC 3261 17.2.2), nothing for a client (K: absorb response
+        retransmissions, 17.1.2.2)."""
         key = tx.key
-        self._server.pop(key, None)
+        (self._server if tx.SERVER else self._client).pop(key, None)
         self._live -= len(tx.timers)
         tx.timers.clear()
-        self._done[key] = (
-            last,
-            destination.transport,
-            destination.host,
-            destination.port,
-            tx.KIND,
-        )
-        self._done_fifo.append((now + self._timer_values.b, key))
+        deadline = now + wait
+        if destination is None:
+            self._retired[key] = (tx.KIND, deadline, response, "", "", 0)
+        else:
+            self._retired[key] = (
+                tx.KIND,
+                deadline,
+                response,
+                destination.transport,
+                destination.host,
+                destination.port,
+            )
+        (self._retired_j if tx.SERVER else self._retired_k).append((deadline, key))
 
-    def _retire_client(self, tx: Transaction, now: float) -> None:
-        """Keep a non-INVITE client transaction in Completed only as its key (RFC 3261
-        17.1.2.2: timer K absorbs retransmitted responses)."""
-        key = tx.key
-        self._client.pop(key, None)
-        self._live -= len(tx.timers)
-        tx.timers.clear()
-        self._client_done[key] = tx.KIND
-        self._client_done_fifo.append((now + self._timer_values.t4, key))
-
-    def _done_deadline(self) -> float | None:
+    def _retired_deadline(self) -> float | None:
+        """The earliest timer J or K of a retired transaction (stale queue entries dropped)."""
         earliest: float | None = None
-        for fifo, done in (
-            (self._done_fifo, self._done),
-            (self._client_done_fifo, self._client_done),
-        ):
-            while fifo and fifo[0][1] not in done:
-                fifo.popleft()
-            if fifo and (earliest is None or fifo[0][0] < earliest):
-                earliest = fifo[0][0]
+        retired = self._retired
+        for queue in (self._retired_j, self._retired_k):
+            while queue:
+                deadline, key = queue[0]
+                entry = retired.get(key)
+                if entry is not None and entry[1] == deadline:
+                    break
+                queue.popleft()  # ended early (transport error) or retired again since
+            if queue and (earliest is None or queue[0][0] < earliest):
+                earliest = queue[0][0]
         return earliest
 
-    def _expire_done(self, now: float) -> None:
+    def _expire_retired(self, now: float) -> None:
         """Timers J and K of retired transactions: they end (TransactionTerminated)."""
-        fifo, done = self._done_fifo, self._done
-        while fifo and fifo[0][0] <= now:
-            _, key = fifo.popleft()
-            entry = done.pop(key, None)
-            if entry is not None:
-                self._counts[entry[4]] -= 1
-                self._events.append(TransactionTerminated(key=key))
-        cfifo, cdone = self._client_done_fifo, self._client_done
-        while cfifo and cfifo[0][0] <= now:
-            _, key = cfifo.popleft()
-            kind = cdone.pop(key, None)
-            if kind is not None:
-                self._counts[kind] -= 1
-                self._events.append(TransactionTerminated(key=key))
+        retired = self._retired
+        for queue in (self._retired_j, self._retired_k):
+            while queue and queue[0][0] <= now:
+                deadline, key = queue.popleft()
+                entry = retired.get(key)
+                if entry is not None and entry[1] == deadline:
+                    del retired[key]
+                    self._counts[entry[0]] -= 1
+                    self._events.append(TransactionTerminated(key=key))
 
     def _send(self, out: Outgoing) -> None:
         self._outbox.append(out)

@@ -283,7 +283,7 @@ def _send_final(
         core._arm(tx, Timer.J, now, 0.0)  # J is zero: Terminated at once
     else:
         assert tx.last is not None and tx.destination is not None
-        core._retire(tx, tx.last, tx.destination, now)
+        core._retire(tx, now, core._timer_values.b, tx.last, tx.destination)
 
 
 class ServerNonInviteTransaction(ServerTransaction):

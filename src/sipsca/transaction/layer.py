@@ -150,9 +150,10 @@ class TransactionLayer(TransactionCore):
         if tx is not None:
             tx.handle(self, Input.REQUEST, now, request, source)
             return
-        done = self._done.get(key)
-        if done is not None:  # retransmission to a retired (Completed) transaction
-            self._outbox.append(Outgoing(data=done[0], destination=Flow(*done[1:4])))
+        retired = self._retired.get(key)
+        if retired is not None:  # a retransmission to a retired (Completed) transaction
+            _, _, data, transport, host, port = retired
+            self._outbox.append(Outgoing(data=data, destination=Flow(transport, host, port)))
             return
         if method == "INVITE":
             self._server[key] = ServerInviteTransaction(key, request, via, source)
@@ -200,7 +201,7 @@ class TransactionLayer(TransactionCore):
         key = f"c|{branch}|{method}" if branch else ""
         tx = self._client.get(key)
         if tx is None:
-            if key not in self._client_done:  # else a retransmission absorbed in Completed
+            if key not in self._retired:  # else a retransmission absorbed in Completed
                 self._events.append(StrayResponseReceived(response=response, source=source))
             return
         status = response.status
@@ -250,7 +251,7 @@ class TransactionLayer(TransactionCore):
         if cseq.method != method:
             raise LocalProtocolError("CSeq method does not match the request method")
         key = f"c|{branch}|{method}"
-        if key in self._client or key in self._client_done:
+        if key in self._client or key in self._retired:
             raise LocalProtocolError(f"Client transaction {key} already exists")
         out = Outgoing(data=request.to_bytes(), destination=destination, message=request)
         tx: ClientTransaction
@@ -295,7 +296,7 @@ class TransactionLayer(TransactionCore):
             key = self._response_key(response)
         tx = self._server.get(key) if key is not None else None
         if tx is None:
-            if key is not None and key in self._done:
+            if key is not None and key in self._retired:
                 raise LocalProtocolError(
                     f"server_non_invite transaction {key} in state completed cannot take"
                     f" {Input.PROVISIONAL if status < 200 else Input.FINAL}"
@@ -377,10 +378,9 @@ class TransactionLayer(TransactionCore):
         if tx is not None:
             tx.handle(self, Input.TRANSPORT_ERROR, now)
             return
-        done = self._done.pop(key, None)
-        kind = done[4] if done is not None else self._client_done.pop(key, None)
-        if kind is not None:
-            self._counts[kind] -= 1
+        retired = self._retired.pop(key, None)
+        if retired is not None:
+            self._counts[retired[0]] -= 1
             self._events.append(TransportFailed(key=key))
             self._events.append(TransactionTerminated(key=key))
 
@@ -405,7 +405,7 @@ class TransactionLayer(TransactionCore):
                 key = _fallback_key(request, via, method, request.to_tag)
         except RemoteProtocolError:
             return None
-        return key if key in self._server or key in self._done else None
+        return key if key in self._server or key in self._retired else None
 
     def server_request(self, key: str) -> SipRequest | None:
         """The request that created server transaction ``key``, or ``None`` (unknown key,
@@ -418,14 +418,14 @@ class TransactionLayer(TransactionCore):
         """State of server transaction ``key`` (``"proceeding"``, ``"completed"``...)."""
         tx = self._server.get(key)
         if tx is None:
-            return State.COMPLETED.value if key in self._done else None
+            return State.COMPLETED.value if key in self._retired else None
         return tx.state.value
 
     def client_state(self, key: str) -> str | None:
         """State of client transaction ``key`` (``"calling"``, ``"accepted"``...)."""
         tx = self._client.get(key)
         if tx is None:
-            return State.COMPLETED.value if key in self._client_done else None
+            return State.COMPLETED.value if key in self._retired else None
         return tx.state.value
 
     @property
@@ -443,7 +443,7 @@ class TransactionLayer(TransactionCore):
         """
         heap = self._heap
         client, server = self._client, self._server
-        done = self._done_deadline()
+        done = self._retired_deadline()
         while heap:
             deadline, seq, key, timer = heap[0]
             tx = (server if key[0] == "s" else client).get(key)
@@ -469,7 +469,7 @@ class TransactionLayer(TransactionCore):
             self._live -= 1
             tx.handle(self, TIMER_BY_NAME[name], now)
             heap = self._heap  # _arm may have compacted (replaced) the heap
-        self._expire_done(now)
+        self._expire_retired(now)
 
     def next_event(self) -> TransactionEvent | None:
         """The next event for the TU, oldest first, or ``None``."""
