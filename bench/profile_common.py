@@ -351,3 +351,32 @@ def measure(
             print(f"{label}: best {best[0] / args.count * 1e6:.1f} us server side per cycle")
 
     asyncio.run(main())
+
+
+def measure_replies(
+    args: argparse.Namespace,
+    label: str,
+    phone: Phone,
+    build: Callable[[Harness], list[bytes]],
+) -> None:
+    """``measure`` for requests answered by exactly one response each (OPTIONS, REGISTER):
+    ``build`` makes the request datagrams, every one must get its reply, the last a 200."""
+
+    async def setup() -> tuple[Harness, list[bytes]]:
+        harness = Harness(await start_app())
+        harness.add(phone)
+        return harness, build(harness)
+
+    def body(state: tuple[Harness, list[bytes]]) -> None:
+        harness, messages = state
+        app, flow = harness.app, phone.flow
+        for message in messages:
+            app.on_bytes(message, flow)
+            harness.tick()
+        assert len(harness._sent) == len(messages), len(harness._sent)
+        assert harness._sent[-1][0].startswith(b"SIP/2.0 200 OK\r\n")
+
+    async def teardown(state: tuple[Harness, list[bytes]]) -> None:
+        await state[0].app.stop()
+
+    measure(args, label, setup, body, teardown, phone_seconds=lambda state: 0.0)

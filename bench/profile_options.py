@@ -9,7 +9,7 @@ With ``--profile`` it prints the top functions. Bounded by ``--count``.
 
 from __future__ import annotations
 
-from profile_common import HOST, Harness, Phone, arguments, measure, start_app
+from profile_common import HOST, Harness, Phone, arguments, measure_replies
 
 TEMPLATE = (
     "OPTIONS sip:{host}:{port} SIP/2.0\r\n"
@@ -28,27 +28,11 @@ TEMPLATE = (
 def main() -> None:
     args = arguments(__doc__, 20000)
 
-    async def setup() -> tuple[Harness, Phone, list[bytes]]:
-        harness = Harness(await start_app())
-        phone = harness.add(Phone("ping", 15090))
+    def build(harness: Harness) -> list[bytes]:
         port = harness.app.transports.listeners[0].port
-        messages = [TEMPLATE.format(host=HOST, port=port, n=n).encode() for n in range(args.count)]
-        return harness, phone, messages
+        return [TEMPLATE.format(host=HOST, port=port, n=n).encode() for n in range(args.count)]
 
-    def body(state: tuple[Harness, Phone, list[bytes]]) -> None:
-        harness, phone, messages = state
-        app = harness.app
-        flow = phone.flow
-        for message in messages:
-            app.on_bytes(message, flow)
-            harness.tick()
-        assert len(harness._sent) == len(messages), len(harness._sent)
-        assert harness._sent[-1][0].startswith(b"SIP/2.0 200 OK\r\n")
-
-    async def teardown(state: tuple[Harness, Phone, list[bytes]]) -> None:
-        await state[0].app.stop()
-
-    measure(args, "OPTIONS -> 200", setup, body, teardown, phone_seconds=lambda state: 0.0)
+    measure_replies(args, "OPTIONS -> 200", Phone("ping", 15090), build)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ prints the top functions. Bounded by ``--count``.
 
 from __future__ import annotations
 
-from profile_common import HOST, Harness, Phone, arguments, measure, start_app
+from profile_common import HOST, Harness, Phone, arguments, measure_replies
 
 TEMPLATE = (
     "REGISTER sip:{host} SIP/2.0\r\n"
@@ -29,31 +29,16 @@ TEMPLATE = (
 def main() -> None:
     args = arguments(__doc__, 10000)
 
-    async def setup() -> tuple[Harness, Phone, list[bytes]]:
-        harness = Harness(await start_app())
-        phone = harness.add(Phone("reg", 15091))
+    def build(harness: Harness) -> list[bytes]:
         messages = []
         for n in range(args.count // 2):
             user = f"u{100000 + n % 10000}"
             for cseq, expires in ((1, 300), (3, 0)):
                 text = TEMPLATE.format(host=HOST, n=n, user=user, cseq=cseq, expires=expires)
                 messages.append(text.encode())
-        return harness, phone, messages
+        return messages
 
-    def body(state: tuple[Harness, Phone, list[bytes]]) -> None:
-        harness, phone, messages = state
-        app = harness.app
-        flow = phone.flow
-        for message in messages:
-            app.on_bytes(message, flow)
-            harness.tick()
-        assert len(harness._sent) == len(messages), len(harness._sent)
-        assert harness._sent[-1][0].startswith(b"SIP/2.0 200 OK\r\n")
-
-    async def teardown(state: tuple[Harness, Phone, list[bytes]]) -> None:
-        await state[0].app.stop()
-
-    measure(args, "REGISTER -> 200", setup, body, teardown, phone_seconds=lambda state: 0.0)
+    measure_replies(args, "REGISTER -> 200", Phone("reg", 15091), build)
 
 
 if __name__ == "__main__":

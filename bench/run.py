@@ -555,13 +555,20 @@ RUNNING_SIPP: list[Sipp] = []
 def stop_all_sipp() -> None:
     """Terminate every SIPp process this run started that is still running (by pid)."""
     for s in RUNNING_SIPP:
-        if s.proc is not None and s.proc.poll() is None:
-            s.proc.terminate()
-            try:
-                s.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                s.proc.kill()
-                s.proc.wait(5)
+        if s.proc is not None:
+            terminate(s.proc, 5)
+
+
+def terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM a process still running, SIGKILL it after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 class Sipp:
@@ -664,13 +671,7 @@ class Sipp:
         while self.proc.poll() is None and time.monotonic() < deadline:
             cpu = max(cpu, cpu_seconds([self.proc.pid]))
             time.sleep(0.2)
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, 10)
         wall = time.monotonic() - self.started
         res = self.parse(self.proc.returncode)
         res.wall_seconds = round(wall, 2)
@@ -679,13 +680,8 @@ class Sipp:
 
     def stop(self) -> SippResult:
         """Terminate (a UAS or member process that has done its part) and parse."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            terminate(self.proc, 10)
         return self.parse(self.proc.returncode if self.proc else None)
 
     def parse(self, rc: int | None) -> SippResult:

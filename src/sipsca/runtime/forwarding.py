@@ -50,6 +50,12 @@ class _Forwarded:
         """To-tags of the 2xx already seen: a retransmitted 2xx is relayed, not re-tracked."""
 
 
+def _stop_timer_c(fwd: _Forwarded) -> None:
+    if fwd.timer_c is not None:
+        fwd.timer_c.cancel()
+        fwd.timer_c = None
+
+
 class ProxyCore:
     def __init__(self, app: SipApplication) -> None:
         self.app = app
@@ -260,9 +266,8 @@ class ProxyCore:
             if fwd.sca and upstream.status > 100 and self._first_time(fwd, upstream):
                 app.sca.on_response(upstream, fwd.sca_request, now=app.clock.time())
             app.router.send_reply(upstream, fwd.key)
-        if action.done and fwd.timer_c is not None:
-            fwd.timer_c.cancel()
-            fwd.timer_c = None
+        if action.done:
+            _stop_timer_c(fwd)
         if fwd.context.finished:
             self._release(fwd)
 
@@ -277,9 +282,7 @@ class ProxyCore:
         """
         if self.forwarded.get(fwd.key) is fwd:
             del self.forwarded[fwd.key]
-        if fwd.timer_c is not None:
-            fwd.timer_c.cancel()
-            fwd.timer_c = None
+        _stop_timer_c(fwd)
 
     @staticmethod
     def _first_time(fwd: _Forwarded, response: SipResponse) -> bool:
@@ -295,8 +298,7 @@ class ProxyCore:
     # ------------------------------------------------------------------ timers / cleanup
     def _arm_timer_c(self, fwd: _Forwarded) -> None:
         loop = asyncio.get_running_loop()
-        if fwd.timer_c is not None:
-            fwd.timer_c.cancel()
+        _stop_timer_c(fwd)
         fwd.timer_c = loop.call_later(
             self.app.config.transaction.timer_c, self._on_timer_c, fwd.key
         )
@@ -316,6 +318,4 @@ class ProxyCore:
         if server_key is None:
             fwd = self.forwarded.get(key)
             if fwd is not None and not fwd.context.pending:
-                if fwd.timer_c is not None:
-                    fwd.timer_c.cancel()
-                del self.forwarded[key]
+                self._release(fwd)

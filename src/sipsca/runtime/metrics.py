@@ -206,6 +206,17 @@ class _StateCollector(Collector):
             family.add_metric([name], value)
 
 
+def _cached_child(
+    counter: Counter, cache: dict[Any, Any], raw: tuple[Any, ...], labels: tuple[str, ...]
+) -> Any:
+    """``counter.labels(*labels)``, remembered under the ``raw`` arguments it came from
+    (bounded: values off the network stop being cached at _MAX_CACHED_CHILDREN)."""
+    child = counter.labels(*labels)
+    if len(cache) < _MAX_CACHED_CHILDREN:
+        cache[raw] = child
+    return child
+
+
 class Metrics:
     """All of sipsca's metrics; the runtime calls the small methods, ``/metrics`` renders them.
 
@@ -298,34 +309,23 @@ class Metrics:
         self, kind: Literal["request", "response"], method: str, status: int | str | None = None
     ) -> None:
         """A SIP message was received; ``method`` is the CSeq method for responses."""
-        child = self._received_children.get((kind, method, status))
+        cache = self._received_children
+        child = cache.get((kind, method, status))
         if child is None:
-            child = self._message_child(
-                self._received, self._received_children, kind, method, status
-            )
+            labels = (kind, _method_label(method), self._status(kind, status))
+            child = _cached_child(self._received, cache, (kind, method, status), labels)
         child.inc()
 
     def message_out(
         self, kind: Literal["request", "response"], method: str, status: int | str | None = None
     ) -> None:
         """A SIP message was sent."""
-        child = self._sent_children.get((kind, method, status))
+        cache = self._sent_children
+        child = cache.get((kind, method, status))
         if child is None:
-            child = self._message_child(self._sent, self._sent_children, kind, method, status)
+            labels = (kind, _method_label(method), self._status(kind, status))
+            child = _cached_child(self._sent, cache, (kind, method, status), labels)
         child.inc()
-
-    def _message_child(
-        self,
-        counter: Counter,
-        cache: dict[tuple[str, str, int | str | None], Any],
-        kind: str,
-        method: str,
-        status: int | str | None,
-    ) -> Any:
-        child = counter.labels(kind, _method_label(method), self._status(kind, status))
-        if len(cache) < _MAX_CACHED_CHILDREN:
-            cache[(kind, method, status)] = child
-        return child
 
     @staticmethod
     def _status(kind: str, status: int | str | None) -> str:
@@ -333,11 +333,11 @@ class Metrics:
 
     def appearance_changed(self, old: str, new: str) -> None:
         """An appearance went from wire state ``old`` to ``new`` (``idle`` for none)."""
-        child = self._transition_children.get((old, new))
+        cache = self._transition_children
+        child = cache.get((old, new))
         if child is None:
-            child = self._appearance_transitions.labels(_STATE_LABELS(old), _STATE_LABELS(new))
-            if len(self._transition_children) < _MAX_CACHED_CHILDREN:
-                self._transition_children[(old, new)] = child
+            labels = (_STATE_LABELS(old), _STATE_LABELS(new))
+            child = _cached_child(self._appearance_transitions, cache, (old, new), labels)
         child.inc()
 
     def notify_failed(self, reason: str) -> None:

@@ -32,7 +32,6 @@ class OverloadGuard:
         "_ref_bytes",
         "_ref_time",
         "_rises",
-        "episodes",
         "high",
         "lagging",
         "low",
@@ -49,8 +48,6 @@ class OverloadGuard:
         self._ref_time = 0.0
         self._rises = 0
         """Consecutive sampling windows over which the backlog grew."""
-        self.episodes = 0
-        """How many times shedding started because of the receive backlog."""
         self.shed = 0
         """Requests answered 503 because of overload."""
 
@@ -71,5 +68,4 @@ class OverloadGuard:
                 self._queue_full = False
         elif queued_bytes > self.high and (self._rises >= 2 or queued_bytes > 4 * self.high):
             self._queue_full = True
-            self.episodes += 1
         return self._queue_full or self.lagging

@@ -397,9 +397,10 @@ class RequestRouter:
         to_tag = request.to_tag
         if to_tag is None:
             return  # stray ACK without dialog: absorbed
-        if to_tag == stateless_tag(request):
-            # The ACK for a stateless reply of ours (an overload 503): it carries the
-            # INVITE's Call-ID, From and top Via, so the tag recomputes (as Kamailio's sl).
+        if app.overload.shed and to_tag == stateless_tag(request):
+            # The ACK for a stateless reply of ours (an overload 503, the only one an ACK
+            # follows): it carries the INVITE's Call-ID, From and top Via, so the tag
+            # recomputes (as Kamailio's sl). Never computed before anything was shed.
             return
         consumed = preprocess_routes(request, self.is_myself)
         local = request.ruri.is_sip and self.is_myself(request.ruri)

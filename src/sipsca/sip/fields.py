@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from sipsca.errors import RemoteProtocolError
-from sipsca.sip.uri import SipUri, is_valid_host, parse_uri
+from sipsca.sip.uri import SipUri, is_valid_host, parse_uri, split_simple_params
 
 __all__ = [
     "CSeq",
@@ -55,7 +55,7 @@ _is_token = _TOKEN_RE.fullmatch
 _is_gen_value = _GEN_VALUE_RE.fullmatch
 # A whole parameter list without white space or quotes (``branch=z9hG4bK1;rport``): valid
 # exactly when every name is a token and every value a gen-value, as checked one by one
-# in parse_params, which then only has to cut it.
+# in parse_params, which then only has to cut it (uri.split_simple_params).
 _SIMPLE_PARAM = r"[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]/@]*)?"
 _SIMPLE_PARAMS_RE = re.compile(rf"{_SIMPLE_PARAM}(?:;{_SIMPLE_PARAM})*")
 # The usual Via, ``SIP/2.0/UDP host:port;params`` written without optional white space:
@@ -191,7 +191,7 @@ def parse_params(text: str, header: str = "header") -> Params:
     if not text:
         return ()
     if _SIMPLE_PARAMS_RE.fullmatch(text):
-        return _split_simple_params(text)
+        return split_simple_params(text)
     if '"' in text:
         return _parse_quoted_params(text, header)
     params: list[tuple[str, str | None]] = []
@@ -207,15 +207,6 @@ def parse_params(text: str, header: str = "header") -> Params:
             params.append((name, value))
         else:
             params.append((name, None))
-    return tuple(params)
-
-
-def _split_simple_params(text: str) -> Params:
-    """Cut a parameter list that matches :data:`_SIMPLE_PARAMS_RE` (nothing to check)."""
-    params: list[tuple[str, str | None]] = []
-    for item in text.split(";"):
-        name, eq, value = item.partition("=")
-        params.append((name, value if eq else None))
     return tuple(params)
 
 
@@ -462,7 +453,7 @@ def _parse_via(value: str) -> Via:
         transport, host, port_text, ptext = simple.groups()
         port = None if port_text is None else int(port_text)
         if is_valid_host(host) and (port is None or port <= 65535):
-            params = _split_simple_params(ptext) if ptext is not None else ()
+            params = split_simple_params(ptext) if ptext is not None else ()
             return Via(transport=transport, host=host, port=port, params=params)
     m = _VIA_RE.fullmatch(value.strip(" \t"))
     if not m:

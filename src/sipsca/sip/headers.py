@@ -131,6 +131,17 @@ def _local(name: str, value: str) -> tuple[str, str]:
     return info
 
 
+def _build(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[Field]]:
+    """Lookup keys and fields of locally built ``(name, value)`` pairs (checked)."""
+    keys: list[str] = []
+    fields: list[Field] = []
+    for name, value in pairs:
+        key, clean = _checked(name, value)
+        keys.append(key)
+        fields.append((clean, value, None))
+    return keys, fields
+
+
 class Headers:
     """Header fields in wire order.
 
@@ -150,13 +161,9 @@ class Headers:
         Raises:
             LocalProtocolError: a name is not a token or a value has a line break.
         """
-        self._keys: list[str] = []
-        self._fields: list[Field] = []
-        for item in items or ():
-            name, value = (item[1], item[2]) if len(item) == 3 else (item[0], item[1])
-            key, clean = _checked(name, value)
-            self._keys.append(key)
-            self._fields.append((clean, value, None))
+        self._keys, self._fields = _build(
+            (item[1], item[2]) if len(item) == 3 else (item[0], item[1]) for item in items or ()
+        )
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> Headers:
@@ -165,13 +172,7 @@ class Headers:
         Raises:
             LocalProtocolError: a name is not a token or a value has a line break.
         """
-        keys: list[str] = []
-        fields: list[Field] = []
-        for name, value in pairs:
-            key, clean = _checked(name, value)
-            keys.append(key)
-            fields.append((clean, value, None))
-        return cls._parsed(keys, fields)
+        return cls._parsed(*_build(pairs))
 
     @classmethod
     def _parsed(cls, keys: list[str], fields: list[Field]) -> Headers:
