@@ -208,6 +208,36 @@ async def test_same_dialog_under_another_key_evicts_the_stale_row(store: Storage
     assert await store.load_subscriptions() == [sub()]
 
 
+async def test_a_dialog_given_up_by_a_key_no_longer_evicts_it(store: Storage) -> None:
+    """A re-subscribe moves a key to a new dialog; the old dialog, reused under another key,
+    replaces nothing but its own row, and deletes forget the dialog with the row."""
+    first = sub(call_id="c1")
+    await store.save_subscriptions([first])
+    moved = sub(call_id="c2", notify_cseq=5)  # same key, new dialog
+    await store.save_subscriptions([moved])
+    reused = sub(aor="sip:other@example.com", call_id="c1")  # the old dialog, another key
+    await store.save_subscriptions([reused])
+    assert by_key(await store.load_subscriptions()) == by_key([moved, reused])
+    await store.delete_subscriptions([moved.key])
+    again = sub(aor="sip:third@example.com", call_id="c2")
+    await store.save_subscriptions([again])
+    assert by_key(await store.load_subscriptions()) == by_key([reused, again])
+
+
+async def test_write_back_of_many_changed_subscriptions(store: Storage) -> None:
+    """Thousands of stored subscriptions saved again (NOTIFY CSeqs moved on), as the
+    write-back does every db_update_interval under load: all replaced, none duplicated."""
+    count = 3000
+    subs = [sub(f"sip:m{i}@192.0.2.1", call_id=f"c{i}") for i in range(count)]
+    await store.save_subscriptions(subs)
+    for s in subs:
+        s.notify_cseq += 1
+    await store.save_subscriptions(subs)
+    loaded = await store.load_subscriptions()
+    assert len(loaded) == count
+    assert {s.notify_cseq for s in loaded} == {subs[0].notify_cseq}
+
+
 async def test_subscriptions_by_server_id(store: Storage) -> None:
     mine, theirs = sub(), sub(server_id=1, call_id="theirs")
     await store.save_subscriptions([mine, theirs])

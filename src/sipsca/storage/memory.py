@@ -22,6 +22,12 @@ from sipsca.storage.base import SCHEMA_VERSION, AppearanceKey, BindingKey, Subsc
 __all__ = ["MemoryStorage"]
 
 _StoredKey = tuple[int, str, ScaEvent, str]
+
+
+def _dialog(sub: Subscription) -> tuple[str, str, str, str]:
+    return (sub.subscriber, sub.call_id, sub.from_tag, sub.to_tag)
+
+
 """(server_id, aor, event, subscriber)"""
 
 
@@ -34,6 +40,8 @@ class MemoryStorage:
         self._open = False
         self._version: int | None = None
         self._subscriptions: dict[_StoredKey, Subscription] = {}
+        self._by_dialog: dict[tuple[str, str, str, str], _StoredKey] = {}
+        """Kamailio's unique (subscriber, call_id, from_tag, to_tag) -> stored key."""
         self._appearances: dict[AppearanceKey, Appearance] = {}
         self._bindings: dict[BindingKey, Binding] = {}
         self._subscribers: dict[tuple[str, str], Subscriber] = {}
@@ -77,17 +85,24 @@ class MemoryStorage:
     async def save_subscriptions(self, subscriptions: Sequence[Subscription]) -> None:
         self._check()
         for sub in subscriptions:
-            dialog = (sub.subscriber, sub.call_id, sub.from_tag, sub.to_tag)
-            for key, old in list(self._subscriptions.items()):
-                if (old.subscriber, old.call_id, old.from_tag, old.to_tag) == dialog:
-                    del self._subscriptions[key]
-            stored = replace(copy.deepcopy(sub), flow="", extra={})
-            self._subscriptions[(sub.server_id, *sub.key)] = stored
+            # Kamailio's unique dialog key: a stale row of the same dialog is replaced
+            stale = self._by_dialog.get(_dialog(sub))
+            if stale is not None:
+                self._forget(stale)
+            key: _StoredKey = (sub.server_id, *sub.key)
+            self._forget(key)
+            self._subscriptions[key] = replace(copy.deepcopy(sub), flow="", extra={})
+            self._by_dialog[_dialog(sub)] = key
 
     async def delete_subscriptions(self, keys: Sequence[SubscriptionKey]) -> None:
         self._check()
         for key in keys:
-            self._subscriptions.pop((self.server_id, *key), None)
+            self._forget((self.server_id, *key))
+
+    def _forget(self, key: _StoredKey) -> None:
+        old = self._subscriptions.pop(key, None)
+        if old is not None:
+            del self._by_dialog[_dialog(old)]
 
     # appearances --------------------------------------------------------------------------
 
