@@ -18,6 +18,7 @@ from sipsca.sca import (
     Subscription,
     SubscriptionState,
 )
+from sipsca.sca import purge as purge_module
 from sipsca.sca.engine import CSEQ_RESTORE_GAP
 
 from .factory import AOR, BOB, CAROL, PREFIX, WILDCARD, A, B, C, Party, sdp
@@ -389,6 +390,26 @@ def test_timer_schedule() -> None:
     assert h.engine.get_timer() == NOW + 120
     h.engine.handle_timer(NOW + 130)
     assert h.engine.get_timer() == NOW + 250
+
+
+def test_a_mass_expiry_is_purged_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More expired subscriptions than PURGE_BATCH: each run ends a slice and the next run
+    is due at once; every subscriber still gets its timeout NOTIFY, then the period resumes."""
+    monkeypatch.setattr(purge_module, "PURGE_BATCH", 2)
+    h = Harness()
+    for phone in (A, B, C):
+        h.subscribe(h.f.new_sub(phone))
+    h.notifies()
+    later = NOW + 4000  # past the 3600 s expiry
+    ended = []
+    for _ in range(2):
+        assert h.engine.get_timer() is not None and h.engine.get_timer() <= later
+        h.engine.handle_timer(later)
+        ended.append([n.target for n in h.notifies() if "timeout" in n.state])
+    assert [len(batch) for batch in ended] == [2, 1]
+    assert sorted(ended[0] + ended[1]) == sorted({p.contact for p in (A, B, C)})
+    assert h.engine.get_timer() == later + 120
+    assert h.engine.stats()["subscriptions_call_info"] == 0
 
 
 def test_stats(h: Harness) -> None:

@@ -67,6 +67,10 @@ started each second under load share a few callbacks instead of one each (RFC 32
 are 500 ms and up; 10 ms late is nothing to them)."""
 
 
+PUMP_BATCH = 10_000
+"""Steps (events, effects, sends) per pump call before the loop gets a turn."""
+
+
 def timer_tick_after(deadline: float) -> float:
     """The first grid point at or after ``deadline``."""
     return math.ceil(deadline / TIMER_TICK) * TIMER_TICK
@@ -198,6 +202,7 @@ class SipApplication:
         self._sca_timer: asyncio.TimerHandle | None = None
         self._sca_deadline: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pump_pending = False
         self.started_at = self.clock.time()
         self.overload = OverloadGuard(config.server.overload_queue * 1024)
         self._overload_logged = (-1e9, 0)
@@ -260,7 +265,9 @@ class SipApplication:
             len(apps),
             sum(len(b) for b in self.bindings.values()),
         )
-        self.pump()
+        while not self._pump_batch():
+            pass
+        self._arm_timers()
         # Write the raised NOTIFY CSeqs (and the deletions of what expired) before serving:
         # otherwise a crash within db_update_interval of this start would restore the old
         # values again and the next NOTIFYs could repeat CSeqs already sent.
@@ -345,8 +352,24 @@ class SipApplication:
 
     # ------------------------------------------------------------------ pump
     def pump(self) -> None:
-        """Drain every core until nothing is left to do, then re-arm the timers."""
-        for _ in range(10000):
+        """Drain every core, then re-arm the timers.
+
+        One call does at most :data:`PUMP_BATCH` steps; what is left (a purge or an RPC that
+        ended 100,000 subscriptions at once) continues in a callback of its own, after the
+        loop has served the sockets in between, instead of waiting for the next datagram.
+        """
+        if not self._pump_batch() and self._loop is not None and not self._pump_pending:
+            self._pump_pending = True
+            self._loop.call_soon(self._pump_rest)
+        self._arm_timers()
+
+    def _pump_rest(self) -> None:
+        self._pump_pending = False
+        self.pump()
+
+    def _pump_batch(self) -> bool:
+        """Up to PUMP_BATCH steps; True when nothing is left to do."""
+        for _ in range(PUMP_BATCH):
             event = self.tl.next_event()
             if event is not None:
                 self._dispatch(event)
@@ -357,8 +380,8 @@ class SipApplication:
             for item in out:
                 self._send(item)
             if event is None and effect is None and not out:
-                break
-        self._arm_timers()
+                return True
+        return False
 
     def _send(self, item: Outgoing) -> None:
         msg = item.message

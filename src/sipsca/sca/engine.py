@@ -158,16 +158,17 @@ class ScaEngine:
         return self._next_purge
 
     def handle_timer(self, now: float) -> None:
-        """Run the purge when due (expired subscriptions, stale appearances)."""
+        """Run the purge when due (expired subscriptions, stale appearances); due again at
+        once while a mass expiry is being worked off in slices."""
         if self._next_purge is None:
             self._next_purge = now + self._interval()
             return
         if now < self._next_purge:
             return
-        purge(self._core, now)
+        more = purge(self._core, now)
         self._calls.expire(now)
         self._core.flush(now)
-        self._next_purge = now + self._interval()
+        self._next_purge = now if more else now + self._interval()
 
     # -- SIP -------------------------------------------------------------------------
 

@@ -11,6 +11,11 @@ Every ``purge_expired_interval`` seconds:
   call (full dialog) is promoted to ACTIVE instead, because its ACK may simply not have
   passed through us; Kamailio's purge here showed answered calls as idle while they
   were still up (PR #3249).
+
+A run ends at most :data:`PURGE_BATCH` subscriptions (each is a NOTIFY to send); when more
+have expired, the engine runs the purge again right away instead of after the interval, so a
+mass expiry (a site cut off from the server) is worked off in slices with the sockets served
+in between, not in one multi-second stall.
 """
 
 from __future__ import annotations
@@ -20,16 +25,24 @@ import logging
 from sipsca.sca.core import ScaCore
 from sipsca.sca.model import AppearanceState, ScaEvent, SubscriptionState
 
-__all__ = ["purge"]
+__all__ = ["PURGE_BATCH", "purge"]
 
 logger = logging.getLogger(__name__)
 
+PURGE_BATCH = 5000
+"""Expired subscriptions ended (and NOTIFYed) per purge run."""
 
-def _purge_subscriptions(core: ScaCore, now: float) -> None:
+
+def _purge_subscriptions(core: ScaCore, now: float, limit: int) -> bool:
+    """End expired subscriptions, at most ``limit``; True when some are left for later."""
+    ended = 0
     for subscription in core.subscriptions.all():
         if not subscription.state.is_terminated and subscription.expires_at > now:
             continue
         if not subscription.state.is_terminated:
+            if ended == limit:
+                return True
+            ended += 1
             logger.info(
                 "%s subscription %s -> %s expired",
                 subscription.event.value,
@@ -47,6 +60,7 @@ def _purge_subscriptions(core: ScaCore, now: float) -> None:
                     core.appearances.release(subscription.aor, subscription.index)
         core.subscriptions.remove(subscription.key)
         core.dialog_start_cseq.pop(subscription.key, None)
+    return False
 
 
 def _purge_appearances(core: ScaCore, now: float) -> None:
@@ -61,7 +75,12 @@ def _purge_appearances(core: ScaCore, now: float) -> None:
             core.appearances.release(appearance.aor, appearance.index)
 
 
-def purge(core: ScaCore, now: float) -> None:
-    """One purge run; broadcasts are left queued for the caller's flush."""
-    _purge_subscriptions(core, now)
+def purge(core: ScaCore, now: float) -> bool:
+    """One purge run; broadcasts are left queued for the caller's flush.
+
+    Returns:
+        True when expired subscriptions are left over for another run (PURGE_BATCH).
+    """
+    more = _purge_subscriptions(core, now, PURGE_BATCH)
     _purge_appearances(core, now)
+    return more
