@@ -188,6 +188,35 @@ async def test_unsubscribes_do_not_drag_other_changes_forward() -> None:
         await wb.close()
 
 
+async def test_a_large_batch_is_written_in_chunks_each_its_own_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows are built on the event loop: a big batch goes out WRITE_CHUNK at a time (the
+    loop gets a turn between chunks) and still arrives whole; a chunk that fails puts the
+    whole batch back, and rewriting the chunks that were committed is harmless."""
+    monkeypatch.setattr(persistence, "WRITE_CHUNK", 4)
+    storage = FlakyStorage()
+    sizes: list[int] = []
+    save = storage.save_subscriptions
+
+    async def recording(subscriptions: Sequence[Subscription]) -> None:
+        sizes.append(len(subscriptions))
+        if len(sizes) == 2:
+            raise StorageError("test: second chunk fails")
+        await save(subscriptions)
+
+    storage.save_subscriptions = recording  # type: ignore[method-assign]
+    wb = WriteBack(storage, interval=60)
+    for n in range(10):
+        wb.save_subscription(sub(n))
+    with pytest.raises(StorageError):
+        await wb.flush()
+    assert sizes == [4, 4] and wb.pending == 10  # the whole batch is queued again
+    await wb.flush()
+    assert sizes == [4, 4, 4, 4, 2]
+    assert set(await stored(storage)) == {sub(n).key for n in range(10)}
+
+
 async def test_outage_serves_from_memory_backs_off_and_writes_everything_once_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
