@@ -13,6 +13,7 @@ import gc
 import logging
 import math
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sipsca.config import SipscaConfig
@@ -67,13 +68,55 @@ started each second under load share a few callbacks instead of one each (RFC 32
 are 500 ms and up; 10 ms late is nothing to them)."""
 
 
-PUMP_BATCH = 10_000
-"""Steps (events, effects, sends) per pump call before the loop gets a turn."""
-
-
 def timer_tick_after(deadline: float) -> float:
     """The first grid point at or after ``deadline``."""
     return math.ceil(deadline / TIMER_TICK) * TIMER_TICK
+
+
+class GridTimer:
+    """One event-loop timer on the TIMER_TICK grid, re-armed only for an earlier point.
+
+    When the earliest deadline moves later (its transaction ended) the armed timer just
+    fires early and finds nothing due; re-arming on every change would cost a cancel and a
+    call_later for nearly every message.
+    """
+
+    __slots__ = ("handle", "tick")
+
+    def __init__(self) -> None:
+        self.handle: asyncio.TimerHandle | None = None
+        self.tick: float | None = None
+
+    def arm(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        deadline: float,
+        now: float,
+        callback: Callable[[], None],
+    ) -> None:
+        tick = timer_tick_after(deadline)
+        if self.tick is None or tick < self.tick:
+            if self.handle is not None:
+                self.handle.cancel()
+            self.tick = tick
+            self.handle = loop.call_later(max(0.0, tick - now), callback)
+
+    def fired(self) -> float:
+        """Forget the handle that just ran; its grid point (0.0 if none was armed)."""
+        tick = self.tick or 0.0
+        self.handle = self.tick = None
+        return tick
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.handle = self.tick = None
+
+
+PUMP_BATCH = 10_000
+"""Steps (events, effects, sends) per pump call before the loop gets a turn."""
+DRAIN_BATCHES = 100
+"""Batches a start-up or shutdown drain may run (a bound, should work ever feed itself)."""
 
 
 SubscriptionKey = tuple[str, ScaEvent, str]
@@ -197,12 +240,11 @@ class SipApplication:
         self.local_hosts: set[tuple[str, int | None]] = set()
         self.router: RequestRouter = RequestRouter(self)
         self.proxy: ProxyCore = ProxyCore(self)
-        self._tl_timer: asyncio.TimerHandle | None = None
-        self._tl_deadline: float | None = None
-        self._sca_timer: asyncio.TimerHandle | None = None
-        self._sca_deadline: float | None = None
+        self._tl_timer = GridTimer()
+        self._sca_timer = GridTimer()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pump_pending = False
+        self._stopping = False
         self.started_at = self.clock.time()
         self.overload = OverloadGuard(config.server.overload_queue * 1024)
         self._overload_logged = (-1e9, 0)
@@ -265,8 +307,7 @@ class SipApplication:
             len(apps),
             sum(len(b) for b in self.bindings.values()),
         )
-        while not self._pump_batch():
-            pass
+        self._drain()
         self._arm_timers()
         # Write the raised NOTIFY CSeqs (and the deletions of what expired) before serving:
         # otherwise a crash within db_update_interval of this start would restore the old
@@ -274,10 +315,10 @@ class SipApplication:
         await self.writeback.flush()
 
     async def stop(self) -> None:
-        for handle in (self._tl_timer, self._sca_timer):
-            if handle is not None:
-                handle.cancel()
-        self.pump()
+        self._stopping = True  # no more loop timers or pump continuations
+        self._tl_timer.cancel()
+        self._sca_timer.cancel()
+        self._drain()
         await self.writeback.close()
         await self.transports.close()
 
@@ -358,14 +399,24 @@ class SipApplication:
         ended 100,000 subscriptions at once) continues in a callback of its own, after the
         loop has served the sockets in between, instead of waiting for the next datagram.
         """
-        if not self._pump_batch() and self._loop is not None and not self._pump_pending:
+        drained = self._pump_batch()
+        loop = self._loop
+        if not (drained or loop is None or self._pump_pending or self._stopping):
             self._pump_pending = True
-            self._loop.call_soon(self._pump_rest)
+            loop.call_soon(self._pump_rest)
         self._arm_timers()
 
     def _pump_rest(self) -> None:
         self._pump_pending = False
-        self.pump()
+        if not self._stopping:
+            self.pump()
+
+    def _drain(self) -> None:
+        """Pump to the end without giving the loop a turn (start-up and shutdown)."""
+        for _ in range(DRAIN_BATCHES):
+            if self._pump_batch():
+                return
+        logger.warning("work still queued after %d steps; left undone", DRAIN_BATCHES * PUMP_BATCH)
 
     def _pump_batch(self) -> bool:
         """Up to PUMP_BATCH steps; True when nothing is left to do."""
@@ -492,47 +543,27 @@ class SipApplication:
 
     # ------------------------------------------------------------------ timers
     def _arm_timers(self) -> None:
-        # A loop timer is re-armed only when a deadline's grid point comes *earlier* than the
-        # armed one. When the earliest deadline moves later (its transaction ended), the armed
-        # timer just fires early and finds nothing due; re-arming on every change would cost
-        # a cancel and a call_later for nearly every message.
         loop = self._loop
-        if loop is None:
+        if loop is None or self._stopping:
             return
         deadline = self.tl.get_timer()
         if deadline is not None:
-            tick = timer_tick_after(deadline)
-            if self._tl_deadline is None or tick < self._tl_deadline:
-                if self._tl_timer is not None:
-                    self._tl_timer.cancel()
-                self._tl_deadline = tick
-                # TransactionLayer deadlines are monotonic, like loop.time() on Linux.
-                delay = max(0.0, tick - self.clock.monotonic())
-                self._tl_timer = loop.call_later(delay, self._on_tl_timer)
+            # TransactionLayer deadlines are monotonic, like loop.time() on Linux.
+            self._tl_timer.arm(loop, deadline, self.clock.monotonic(), self._on_tl_timer)
         sca_deadline = self.sca.get_timer()
         if sca_deadline is not None:
-            tick = timer_tick_after(sca_deadline)
-            if self._sca_deadline is None or tick < self._sca_deadline:
-                if self._sca_timer is not None:
-                    self._sca_timer.cancel()
-                self._sca_deadline = tick
-                delay = max(0.0, tick - self.clock.time())
-                self._sca_timer = loop.call_later(delay, self._on_sca_timer)
+            self._sca_timer.arm(loop, sca_deadline, self.clock.time(), self._on_sca_timer)
 
     # The loop clock has millisecond granularity, so a timer may run a little before its
     # grid point; it is handled as of that point, or it would find nothing due and re-arm
     # for the same instant again and again until the clock caught up.
     def _on_tl_timer(self) -> None:
-        tick = self._tl_deadline or 0.0
-        self._tl_timer = None
-        self._tl_deadline = None
+        tick = self._tl_timer.fired()
         self.tl.handle_timer(max(self.clock.monotonic(), tick))
         self.pump()
 
     def _on_sca_timer(self) -> None:
-        tick = self._sca_deadline or 0.0
-        self._sca_timer = None
-        self._sca_deadline = None
+        tick = self._sca_timer.fired()
         now = max(self.clock.time(), tick)
         self.sca.handle_timer(now)
         self.router.purge_bindings(now)
