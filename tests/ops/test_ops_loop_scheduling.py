@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from sipsca.config import ServerConfig, SipscaConfig, TransactionConfig
 from sipsca.runtime import app as app_module
-from sipsca.runtime.app import TIMER_TICK, SipApplication, timer_tick_after
+from sipsca.runtime.app import SipApplication
+from sipsca.runtime.loop_timer import TIMER_TICK, timer_tick_after
 from sipsca.sca.model import ScaEvent, Subscription, SubscriptionState
 from sipsca.storage.memory import MemoryStorage
 

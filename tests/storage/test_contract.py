@@ -224,7 +224,7 @@ async def test_a_dialog_given_up_by_a_key_no_longer_evicts_it(store: Storage) ->
     assert by_key(await store.load_subscriptions()) == by_key([reused, again])
 
 
-async def test_write_back_of_many_changed_subscriptions(store: Storage) -> None:
+async def test_saving_thousands_of_changed_subscriptions_again(store: Storage) -> None:
     """Thousands of stored subscriptions saved again (NOTIFY CSeqs moved on), as the
     write-back does every db_update_interval under load: all replaced, none duplicated."""
     count = 3000

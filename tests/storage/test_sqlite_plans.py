@@ -3,7 +3,8 @@
 A statement that scans the table once per row makes a write-back quadratic: with the
 subscription-key DELETE on the ``(server_id, expires)`` index, writing 20,000 changed
 subscriptions ran past the 20 s write timeout again and again, so nothing was ever stored.
-The plans are checked on the real schema, so they cannot drift from what the server runs.
+The plans are checked on the real schema with the WHERE clauses the storage code uses, so
+they cannot drift from what the server runs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from pathlib import Path
 import pytest
 
 from sipsca.storage import SqliteStorage
-from sipsca.storage._sql import _BY_SUBSCRIPTION_KEY
+from sipsca.storage._sql import (
+    _BY_APPEARANCE_KEY,
+    _BY_BINDING_KEY,
+    _BY_SUBSCRIPTION_DIALOG,
+    _BY_SUBSCRIPTION_KEY,
+)
 
 STATEMENTS = {
     "subscription by key": (
@@ -23,18 +29,17 @@ STATEMENTS = {
         ("subscriber=?", "event=?"),
     ),
     "subscription by dialog": (
-        "DELETE FROM sca_subscriptions"
-        " WHERE subscriber = ? AND call_id = ? AND from_tag = ? AND to_tag = ?",
+        f"DELETE FROM sca_subscriptions WHERE {_BY_SUBSCRIPTION_DIALOG}",
         ("sip:p@h", "c", "f", "t"),
         ("subscriber=?", "call_id=?", "from_tag=?", "to_tag=?"),
     ),
     "appearance": (
-        "DELETE FROM sipsca_appearances WHERE aor = ? AND idx = ?",
+        f"DELETE FROM sipsca_appearances WHERE {_BY_APPEARANCE_KEY}",
         ("sip:line@h", 1),
         ("aor=?", "idx=?"),
     ),
     "binding": (
-        "DELETE FROM sipsca_location WHERE aor = ? AND contact = ?",
+        f"DELETE FROM sipsca_location WHERE {_BY_BINDING_KEY}",
         ("sip:a@h", "sip:a@1.2.3.4"),
         ("aor=?", "contact=?"),
     ),

@@ -273,6 +273,10 @@ _BY_SUBSCRIPTION_KEY = "subscriber = ? AND event = ? AND aor = ? AND +server_id 
 index: every row of a single server has the same server_id, and SQLite (no statistics) chose
 that index over ``(subscriber, event)``, so each DELETE scanned the whole table and a
 write-back of 20,000 changed subscriptions ran for minutes instead of a fraction of a second."""
+_BY_SUBSCRIPTION_DIALOG = "subscriber = ? AND call_id = ? AND from_tag = ? AND to_tag = ?"
+"""Kamailio's unique dialog key (a stale row of the same dialog under another key)."""
+_BY_APPEARANCE_KEY = "aor = ? AND idx = ?"
+_BY_BINDING_KEY = "aor = ? AND contact = ?"
 
 
 def latest_subscriptions(subscriptions: Sequence[Subscription]) -> list[Subscription]:
@@ -420,9 +424,7 @@ class SqlStorage(ABC):
             return
         d, t = self.dialect, self.subs_table
         by_key = f"DELETE FROM {t} WHERE {_BY_SUBSCRIPTION_KEY}"
-        by_dialog = (
-            f"DELETE FROM {t} WHERE subscriber = ? AND call_id = ? AND from_tag = ? AND to_tag = ?"
-        )
+        by_dialog = f"DELETE FROM {t} WHERE {_BY_SUBSCRIPTION_DIALOG}"
         insert = f"INSERT INTO {t} ({SUBS_COLUMNS}) VALUES ({', '.join('?' * 13)})"
         await self._tx(
             [
@@ -451,7 +453,7 @@ class SqlStorage(ABC):
             await self._tx([(sql, [appearance_row(a) for a in appearances])])
 
     async def delete_appearances(self, keys: Sequence[AppearanceKey]) -> None:
-        await self._write("DELETE FROM sipsca_appearances WHERE aor = ? AND idx = ?", list(keys))
+        await self._write(f"DELETE FROM sipsca_appearances WHERE {_BY_APPEARANCE_KEY}", list(keys))
 
     # bindings -----------------------------------------------------------------------------
 
@@ -465,7 +467,7 @@ class SqlStorage(ABC):
             await self._tx([(sql, [binding_row(b) for b in bindings])])
 
     async def delete_bindings(self, keys: Sequence[BindingKey]) -> None:
-        await self._write("DELETE FROM sipsca_location WHERE aor = ? AND contact = ?", list(keys))
+        await self._write(f"DELETE FROM sipsca_location WHERE {_BY_BINDING_KEY}", list(keys))
 
     # subscribers --------------------------------------------------------------------------
 
