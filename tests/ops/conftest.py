@@ -10,13 +10,16 @@ per test.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ops.support import Database, OpsServer, PrivateMariadb, PrivatePostgres
+from sipsca.config import ServerConfig, SipscaConfig, TransactionConfig
+from sipsca.runtime.app import SipApplication
+from sipsca.storage.memory import MemoryStorage
 
 ENV = {"postgresql": "SIPSCA_TEST_PG_URL", "mysql": "SIPSCA_TEST_MYSQL_URL"}
 
@@ -116,3 +119,26 @@ def ops_server(tmp_path: Path) -> Iterator[Callable[..., OpsServer]]:
         finally:
             srv.cleanup()
     assert not errors, "\n".join(errors)
+
+
+INPROCESS_T1 = 0.05
+"""T1 of :func:`inprocess_app` (short, so retransmissions come within a test)."""
+
+
+@pytest.fixture
+async def inprocess_app() -> AsyncIterator[SipApplication]:
+    """A SipApplication on a UDP socket at 127.0.0.1 (ephemeral port), memory storage, in
+    this process: for tests that look at its transactions and timers."""
+    storage = MemoryStorage()
+    await storage.open()
+    config = SipscaConfig(
+        server=ServerConfig(domains=("127.0.0.1",)),
+        transaction=TransactionConfig(t1=INPROCESS_T1, t2=4.0, t4=5.0),
+    )
+    application = SipApplication(config, storage)
+    await application.start(("udp:127.0.0.1:0",))
+    try:
+        yield application
+    finally:
+        await application.stop()
+        await storage.close()

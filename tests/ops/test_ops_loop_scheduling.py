@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ops.conftest import INPROCESS_T1 as T1
 from sipsca.config import ServerConfig, SipscaConfig, TransactionConfig
 from sipsca.runtime import app as app_module
 from sipsca.runtime.app import SipApplication
@@ -27,7 +27,6 @@ from sipsca.sca.model import ScaEvent, Subscription, SubscriptionState
 from sipsca.storage.memory import MemoryStorage
 
 HOST = "127.0.0.1"
-T1 = 0.05
 LINES = 100
 
 
@@ -37,23 +36,6 @@ def test_tick_is_the_first_grid_point_at_or_after_the_deadline(deadline: float) 
     assert tick >= deadline
     assert tick - deadline < TIMER_TICK + 1e-6
     assert abs(tick / TIMER_TICK - round(tick / TIMER_TICK)) < 1e-6
-
-
-@pytest.fixture
-async def app() -> AsyncIterator[SipApplication]:
-    storage = MemoryStorage()
-    await storage.open()
-    config = SipscaConfig(
-        server=ServerConfig(domains=(HOST,)),
-        transaction=TransactionConfig(t1=T1, t2=4.0, t4=5.0),
-    )
-    application = SipApplication(config, storage)
-    await application.start((f"udp:{HOST}:0",))
-    try:
-        yield application
-    finally:
-        await application.stop()
-        await storage.close()
 
 
 def _subscribe(line: int, port: int) -> bytes:
@@ -70,9 +52,12 @@ def _subscribe(line: int, port: int) -> bytes:
     ).encode()
 
 
-async def test_a_burst_of_transactions_shares_timer_callbacks(app: SipApplication) -> None:
+async def test_a_burst_of_transactions_shares_timer_callbacks(
+    inprocess_app: SipApplication,
+) -> None:
     """100 NOTIFYs nobody answers: every one is retransmitted (after T1, then 2*T1), yet the
     loop timer runs a few times per retransmission round, not once per transaction."""
+    app = inprocess_app
     fired = 0
     handler = app._on_tl_timer
 

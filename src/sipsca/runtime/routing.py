@@ -47,6 +47,9 @@ SHED_METHODS = frozenset(("INVITE", "SUBSCRIBE", "REGISTER", "MESSAGE", "PUBLISH
 """Out-of-dialog requests that start new work: shed first under overload."""
 OVERLOAD_RETRY_AFTER = 5
 """Seconds in the Retry-After of an overload 503."""
+# In-dialog methods the stateful pipeline handles itself: the stray ACK is absorbed, CANCEL
+# matched (481), SUBSCRIBE goes to the SCA engine; other in-dialog requests to us get 404.
+_OWN_IN_DIALOG = frozenset(("ACK", "CANCEL", "SUBSCRIBE"))
 
 
 def stateless_tag(request: SipRequest) -> str:
@@ -142,10 +145,13 @@ class RequestRouter:
 
     # ------------------------------------------------------------------ pipeline
     def answer_statelessly(self, request: SipRequest, source: Flow) -> bool:
-        """OPTIONS to the server itself is answered without a transaction (like Kamailio's sl):
-        a retransmission just gets another 200, and no state is kept for 32 s per ping."""
-        if request.method != "OPTIONS" or request.headers.get("to") is None:
+        """OPTIONS to the server itself, and in-dialog requests for no dialog, are answered
+        without a transaction (like Kamailio's sl): a retransmission just gets the same reply
+        again, and no state is kept for 32 s per ping or per stray BYE."""
+        if request.headers.get("to") is None:
             return False
+        if request.method != "OPTIONS":
+            return self._not_here(request, source)
         ruri = request.ruri
         if not ruri.is_sip or ruri.user or not self.is_myself(ruri) or request.to_tag is not None:
             return False
@@ -167,6 +173,34 @@ class RequestRouter:
             request, 200, "OK", to_tag=stateless_tag(request), tail=self._options_tail
         )
         self._send_stateless(data, "OPTIONS", 200, response_destination(request.top_via, source))
+        return True
+
+    def _not_here(self, request: SipRequest, source: Flow) -> bool:
+        """The sample config's ``sl_send_reply("404", "Not here")``: an in-dialog request to
+        the server itself with no Route to follow belongs to no dialog we route (a BYE for a
+        call that a 503 or a crash ended, say). Anything else takes the stateful pipeline,
+        which gives the same answer for the same request and rejects malformed ones."""
+        if (
+            request.method in _OWN_IN_DIALOG
+            or "route" in request.headers
+            or request.to_tag is None
+            or self.app.tl.find_server_key(request) is not None
+        ):
+            return False
+        ruri = request.ruri
+        if not ruri.is_sip or not self.is_myself(ruri):
+            return False
+        if validate_request(request) is not None or check_request(
+            request, supported=SUPPORTED, is_myself=self.is_myself
+        ):
+            return False
+        tail = ""
+        if self.app.config.server.user_agent:
+            tail = f"Server: {self.app.config.server.user_agent}\r\n"
+        data = response_bytes(request, 404, "Not here", to_tag=None, tail=tail)
+        self._send_stateless(
+            data, request.method, 404, response_destination(request.top_via, source)
+        )
         return True
 
     def _send_stateless(self, data: bytes, method: str, status: int, dest: Flow) -> None:

@@ -1,0 +1,106 @@
+"""Replies sent without a transaction, as Kamailio's sample config sends them with ``sl``.
+
+An OPTIONS ping to the server and an in-dialog request to the server for no dialog (the
+BYE of a call a 503 ended) are answered at once and leave nothing behind: a transaction
+would be kept 32 s per request (timer J) for a reply nobody needs again. Everything the
+stateless path does not take (a malformed request, Max-Forwards 0, a Route to follow) gets
+the stateful pipeline's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from sipsca.runtime.app import SipApplication
+
+HOST = "127.0.0.1"
+
+
+def _request(method: str, server_port: int, *, extra: str = "", tag: str = "t1") -> bytes:
+    """An in-dialog request to the server itself (replies go to the source port: rport)."""
+    return (
+        f"{method} sip:{HOST}:{server_port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {HOST}:9;branch=z9hG4bK-sl-{method}-{tag};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:a@{HOST}>;tag=from-{tag}\r\n"
+        f"To: <sip:b@{HOST}>;tag={tag}\r\n"
+        f"Call-ID: sl-{method}-{tag}@{HOST}\r\n"
+        f"CSeq: 2 {method}\r\n"
+        f"{extra}Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+async def _exchange(app: SipApplication, datagrams: list[bytes]) -> list[bytes]:
+    """Send each datagram from one phone socket; collect every reply (0.3 s quiet ends it)."""
+    server_port = app.transports.listeners[0].port
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind((HOST, 0))
+    phone.setblocking(False)
+    loop = asyncio.get_running_loop()
+    replies: list[bytes] = []
+    try:
+        for data in datagrams:
+            phone.sendto(data, (HOST, server_port))
+            await asyncio.sleep(0.02)
+        while True:
+            try:
+                replies.append(await asyncio.wait_for(loop.sock_recv(phone, 65535), 0.3))
+            except TimeoutError:
+                return replies
+    finally:
+        phone.close()
+
+
+def _live(app: SipApplication) -> int:
+    return sum(app.tl.counts.values())
+
+
+async def test_in_dialog_request_for_no_dialog_gets_a_stateless_404(
+    inprocess_app: SipApplication,
+) -> None:
+    app = inprocess_app
+    server_port = app.transports.listeners[0].port
+    bye = _request("BYE", server_port)
+    replies = await _exchange(app, [bye, bye])  # the request, then its retransmission
+    assert len(replies) == 2
+    assert replies[0] == replies[1]
+    assert replies[0].startswith(b"SIP/2.0 404 Not here\r\n")
+    assert b"To: <sip:b@127.0.0.1>;tag=t1\r\n" in replies[0]
+    assert _live(app) == 0
+
+
+async def test_options_ping_keeps_no_transaction(inprocess_app: SipApplication) -> None:
+    app = inprocess_app
+    server_port = app.transports.listeners[0].port
+    ping = _request("OPTIONS", server_port).replace(b";tag=t1\r\n", b"\r\n", 1)
+    ping = ping.replace(b"To: <sip:b@127.0.0.1>;tag=t1", b"To: <sip:127.0.0.1>")
+    replies = await _exchange(app, [ping])
+    assert [r.split(b"\r\n", 1)[0] for r in replies] == [b"SIP/2.0 200 OK"]
+    assert _live(app) == 0
+
+
+async def test_what_the_stateless_path_leaves_gets_the_stateful_answer(
+    inprocess_app: SipApplication,
+) -> None:
+    """Max-Forwards 0 is REQINIT's 483 and a missing CSeq a 400 (both before WITHINDLG),
+    and the in-dialog SUBSCRIBE is the SCA engine's 481: none of them is ``Not here``."""
+    app = inprocess_app
+    server_port = app.transports.listeners[0].port
+    hops = _request("INFO", server_port, tag="mf").replace(b"Max-Forwards: 70", b"Max-Forwards: 0")
+    no_cseq = _request("INFO", server_port, tag="cs").replace(b"CSeq: 2 INFO\r\n", b"")
+    subscribe = _request(
+        "SUBSCRIBE",
+        server_port,
+        tag="sub",
+        extra=f"Event: call-info\r\nExpires: 60\r\nContact: <sip:m@{HOST}:9>\r\n",
+    )
+    replies = await _exchange(app, [hops, no_cseq, subscribe])
+    starts = sorted(r.split(b"\r\n", 1)[0] for r in replies)
+    assert starts == sorted(
+        [
+            b"SIP/2.0 483 Too Many Hops",
+            b"SIP/2.0 400 Missing CSeq header",
+            b"SIP/2.0 481 Call Leg/Transaction Does Not Exist",
+        ]
+    ), starts
