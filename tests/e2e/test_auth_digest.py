@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.phone import Phone
+from helpers.phone import Dialog, Phone
 from helpers.server import SipscaProcess
 
 AOR = "sip:1000@127.0.0.1"
@@ -49,6 +49,58 @@ async def test_digest_register_subscribe_invite(tmp_path: Path, algorithms: list
             assert (await a.bye(call)).status == 200
             r = await x.register()
             assert r.status in (401, 403), r
+    finally:
+        srv.stop()
+        srv.cleanup()
+
+
+def _forged(event: str) -> Dialog:
+    """An out-of-dialog SUBSCRIBE dialog to the line whose From is in another domain."""
+    return Dialog(
+        call_id=f"forged-{event}",
+        local_uri="sip:1000@evil.example",
+        remote_uri=AOR,
+        local_tag=f"f-{event}",
+        remote_target=AOR,
+        event=event,
+        local_cseq=0,  # subscribe() counts up from here
+    )
+
+
+async def test_sca_subscribe_is_challenged_whatever_its_from(tmp_path: Path) -> None:
+    """A SUBSCRIBE to a local line is challenged even when its From names another domain:
+    line membership is checked against the authenticated user, not a From anyone writes
+    (the sample config only challenges requests whose From is local)."""
+    srv = SipscaProcess(
+        tmp_path / "srv",
+        {
+            "auth": {"mode": "digest"},
+            "sca": {"lines": [{"aor": AOR, "members": ["1000"]}]},
+        },
+    )
+    srv.add_user("1000@127.0.0.1", "s3cret")
+    srv.start()
+    try:
+        async with (
+            Phone("forger", "1000", server=srv.sip_addr) as forger,
+            Phone("member", "1000", server=srv.sip_addr, credentials=("1000", "s3cret")) as member,
+        ):
+            _, r = await forger.subscribe("call-info", 3600, aor=AOR, dialog=_forged("call-info"))
+            assert r.status == 407, r
+            _, r = await forger.subscribe(
+                "line-seize",
+                15,
+                aor=AOR,
+                call_info="<sip:x>;appearance-index=1",
+                dialog=_forged("line-seize"),
+            )
+            assert r.status == 407, r
+            assert srv.rpc("sca.subscription_count", "call-info") == ["0 call-info"]
+            assert srv.rpc("sca.subscription_count", "line-seize") == ["0 line-seize"]
+            d, r = await member.subscribe("call-info", 3600, aor=AOR)
+            assert r.status == 202, r
+            await member.expect_notify("call-info", call_id=d.call_id)
+            assert srv.rpc("sca.subscription_count", "call-info") == ["1 call-info"]
     finally:
         srv.stop()
         srv.cleanup()

@@ -116,11 +116,19 @@ async def test_scenario_20_release_by_unsubscribe(line: Line) -> None:
 
 async def test_scenario_21_release_unused_index(line: Line) -> None:
     """line-seize Expires 0 on an existing subscription naming index 4 (not in use) ->
-    500 Internal Server Error - release seized line."""
+    500 Internal Server Error - release seized line; a refused release changes nothing the
+    group sees: no NOTIFY (neither in A's line-seize dialog nor a broadcast, also not at the
+    next purge), index 4 stays unused and A's index 1 stays seized by A."""
     a = line["A"]
     d, _ = await line.seize(a, 1)
+    before = await line.server.arpc("sca.all_appearances")
     _, r = await a.subscribe("line-seize", 0, call_info=line.seize_ci % 4, dialog=d)
     assert (r.status, r.reason) == (500, "Internal Server Error - release seized line")
+    await line.no_notify(within=1.5)  # > purge_expired_interval (1 s): a purge ran too
+    assert await appearances(line) == [(1, "seized")]
+    after = await line.server.arpc("sca.all_appearances")
+    assert after == before  # same owner, same mtime: the appearance was not touched
+    assert after[0].split()[4] == a.contact_uri
 
 
 async def test_scenario_22_refresh_keeps_index(line: Line) -> None:

@@ -271,6 +271,26 @@ def test_scenario_10_in_dialog_unsubscribe(h: Harness, line: dict[str, SubDialog
     assert h.engine.rpc_subscription_count("call-info") == ["1 call-info"]
 
 
+@pytest.mark.parametrize("field", ["call_id", "from_tag", "to_tag"])
+def test_scenario_10_in_dialog_subscribe_of_another_dialog_is_481(
+    h: Harness, line: dict[str, SubDialog], field: str
+) -> None:
+    """decisions/compat: an in-dialog SUBSCRIBE must name the stored dialog; [K] matched
+    the Contact alone, so a forged one could end or redirect a member's subscription."""
+    forged = replace(line["A"])
+    setattr(forged, field, "forged")
+    for expires in (0, 3600):
+        reply = h.subscribe(forged, expires=expires)
+        assert (reply.status, reply.reason) == (481, "Call Leg/Transaction Does Not Exist")
+    assert h.notifies() == []
+    assert h.engine.rpc_all_subscriptions(now=h.now) == [
+        "1000 192.0.2.11:5060 call-info 3600 active",
+        "1000 192.0.2.10:5060 call-info 3600 active",
+    ]
+    seize = replace(h.f.new_sub(A, "line-seize"), to_tag="forged")
+    assert h.seize(seize, 1).status == 481
+
+
 def test_scenario_11_resubscribe_from_rebooted_phone_releases_its_appearances(
     h: Harness, line: dict[str, SubDialog]
 ) -> None:

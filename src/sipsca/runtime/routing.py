@@ -255,7 +255,9 @@ class RequestRouter:
         if self.auth is not None:
             ruri_local = self.is_myself(request.ruri) if request.ruri.is_sip else False
             from_local = self._from_local(request)
-            if request.method == "REGISTER" or from_local:
+            # SCA SUBSCRIBEs are always challenged: line membership is checked against
+            # the authenticated user, never against a From anyone can write.
+            if request.method == "REGISTER" or from_local or self._sca_validates(request):
                 app.spawn(self._authenticate_then_route(request, source, key))
                 return
             if not ruri_local:

@@ -260,8 +260,9 @@ def _call_info(
     key = (parsed.aor, parsed.event, parsed.contact)
     existing = core.subscriptions.get(key)
     if parsed.to_tag is not None:
-        if existing is None:
+        if not _same_dialog(existing, parsed):
             return _reply(core, request, 481, "Call Leg/Transaction Does Not Exist")
+        assert existing is not None
         _update(core, existing, parsed, parsed.to_tag, now, flow)
         reply = _ok(core, request, parsed, None)
         _finish(core, existing, now, stored=True)
@@ -282,6 +283,17 @@ def _call_info(
         core.appearances.release(appearance.aor, appearance.index)
     _finish(core, existing, now, stored=True)
     return reply
+
+
+def _same_dialog(existing: Subscription | None, parsed: _Parsed) -> bool:
+    """An in-dialog SUBSCRIBE belongs to the stored subscription only through its dialog
+    (RFC 6665 4.1.2): Kamailio matches on (AoR, event, Contact) alone, so anyone who knew a
+    member's Contact could end its subscription or move its NOTIFYs elsewhere."""
+    return existing is not None and (existing.call_id, existing.from_tag, existing.to_tag) == (
+        parsed.call_id,
+        parsed.from_tag,
+        parsed.to_tag,
+    )
 
 
 def _regrantable(appearance: Appearance | None, contact: str) -> bool:
@@ -327,7 +339,7 @@ def _line_seize(
     index = scan.value.index
     key = (parsed.aor, parsed.event, parsed.contact)
     existing = core.subscriptions.get(key)
-    if parsed.to_tag is not None and existing is None:
+    if parsed.to_tag is not None and not _same_dialog(existing, parsed):
         return _reply(core, request, 481, "Call Leg/Transaction Does Not Exist")
     tag = parsed.to_tag if parsed.to_tag is not None else core.tag_factory()
     new_tag = None if parsed.to_tag is not None else tag
