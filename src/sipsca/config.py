@@ -81,7 +81,8 @@ class ScaConfig:
     """The ``sca`` module parameters (Kamailio names and defaults) plus sipsca's own."""
 
     hash_table_size: int = -1
-    """Accepted for compatibility; Python dicts need no sizing (ignored)."""
+    """Kamailio's table size as a power-of-2 exponent (1..30); -1 = not set, which Kamailio reads
+    as 9 (512 slots). Accepted for compatibility and ignored: Python dicts need no sizing."""
     call_info_max_expires: int = 3600
     """Longest call-info subscription granted, seconds (Kamailio's parameter)."""
     line_seize_max_expires: int = 15

@@ -2,6 +2,8 @@
 
 ``run_server`` is what ``sipsca serve`` calls. Start-up problems (port in use, unreadable
 certificate, unreachable database schema) raise :class:`ConfigError` with one clear line.
+``check_startup`` is the part of those checks that needs no network, which ``sipsca
+check-config`` runs too.
 """
 
 from __future__ import annotations
@@ -19,28 +21,63 @@ from sipsca import __version__
 from sipsca.config import SipscaConfig
 from sipsca.errors import ConfigError, StorageError
 from sipsca.rpc.app import check_rpc_listen, make_app, start_rpc_server
+from sipsca.rpc.listen import parse_listen
 from sipsca.runtime.app import SipApplication, tune_gc
 from sipsca.runtime.management import Management
 from sipsca.runtime.metrics import Metrics
+from sipsca.storage.base import Storage
 from sipsca.storage.registry import open_storage, redact_url
 
-__all__ = ["run_server", "serve"]
+__all__ = ["build_storage", "check_startup", "run_server", "serve", "tls_contexts"]
 
 logger = logging.getLogger(__name__)
 
 
-def _tls_contexts(config: SipscaConfig) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+def tls_contexts(config: SipscaConfig) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    """Server and client contexts of the ``tls`` listeners (None, None without one)."""
     if not any(item.startswith("tls:") for item in config.server.listen):
         return None, None
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         server_ctx.load_cert_chain(config.server.tls_cert, config.server.tls_key)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"server.tls_cert/tls_key: cannot load {config.server.tls_cert}: {exc}")
+        raise ConfigError(
+            f"server.tls_cert/server.tls_key: cannot load {config.server.tls_cert}: {exc}"
+        )
     client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     client_ctx.check_hostname = False
     client_ctx.verify_mode = ssl.CERT_NONE
     return server_ctx, client_ctx
+
+
+def build_storage(config: SipscaConfig) -> Storage:
+    """The configured backend, built but not connected; a bad ``[db]`` value is a ConfigError
+    naming ``db.db_url`` or ``db.subs_table``."""
+    try:
+        return open_storage(
+            config.db.db_url, subs_table=config.db.subs_table, server_id=config.db.server_id
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"db.{exc}") from None  # the registry names the bare key
+
+
+def _rpc_address(config: SipscaConfig) -> tuple[str, int] | None:
+    """Host and port of the management listener (None when disabled), safe to bind."""
+    if not config.rpc.enabled:
+        return None
+    host, port = parse_listen(config.rpc.listen)
+    check_rpc_listen(host, config.rpc.token)
+    return host, port
+
+
+def check_startup(config: SipscaConfig) -> None:
+    """What ``serve`` checks before binding or connecting: certificates load, the database
+    URL and table name are usable, the RPC address is valid and safe. ``check-config`` runs
+    it so that it accepts exactly what ``serve`` would start with (short of ports in use and
+    an unreachable database)."""
+    tls_contexts(config)
+    _rpc_address(config)
+    build_storage(config)
 
 
 async def serve(
@@ -48,10 +85,10 @@ async def serve(
 ) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT), then flush state and return."""
     stop = stop or asyncio.Event()
-    server_ctx, client_ctx = _tls_contexts(config)  # config problems first: nothing to undo yet
-    storage = open_storage(
-        config.db.db_url, subs_table=config.db.subs_table, server_id=config.db.server_id
-    )
+    # Config problems first, while there is nothing to undo.
+    server_ctx, client_ctx = tls_contexts(config)
+    rpc_address = _rpc_address(config)
+    storage = build_storage(config)
     try:
         await storage.open()
         if await storage.schema_version() is None:
@@ -80,12 +117,10 @@ async def serve(
     tune_gc()  # after restore: the long-lived start-up objects are frozen out of GC scans
     management = Management(app, started=time.time())
     runner = None
-    if config.rpc.enabled:
-        host, _, port = config.rpc.listen.rpartition(":")
+    if rpc_address is not None:
         try:
-            check_rpc_listen(host, config.rpc.token)
             rpc_app = make_app(management, metrics.registry, token=config.rpc.token)
-            runner = await start_rpc_server(rpc_app, host.strip("[]"), int(port))
+            runner = await start_rpc_server(rpc_app, *rpc_address)
         except OSError as exc:
             await app.stop()
             await storage.close()

@@ -13,9 +13,12 @@ import click
 from sipsca import __version__
 from sipsca.cli.settings import config_from_dict, load_config, validate
 from sipsca.config import SipscaConfig
-from sipsca.errors import ConfigError, StorageError
+from sipsca.errors import ConfigError, RemoteProtocolError, StorageError
 
 __all__ = ["main"]
+
+# Shown as *** by check-config, whose output ends up in the journal (the unit's ExecStartPre).
+_SECRETS = frozenset({"auth.secret", "rpc.token"})
 
 
 def _load(config_file: str | None, overrides: dict[str, Any]) -> SipscaConfig:
@@ -47,7 +50,10 @@ def cli() -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
 @click.option("--listen", multiple=True, help="transport:host:port (udp, tcp, tls); repeatable.")
 @click.option("--db-url", help="sqlite:///PATH, postgresql://..., mysql://...")
-@click.option("--rpc-listen", help="HOST:PORT of the JSON-RPC / metrics listener.")
+@click.option(
+    "--rpc-listen",
+    help="HOST:PORT of the JSON-RPC / metrics listener (an error with [rpc] enabled = false).",
+)
 @click.option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")
 def serve(
     config_file: str | None,
@@ -69,6 +75,9 @@ def serve(
                 "log.level": log_level,
             },
         )
+        if rpc_listen and not config.rpc.enabled:
+            # Refused rather than enabling the API the file switched off on purpose.
+            raise ConfigError("--rpc-listen given but rpc.enabled = false")
     except ConfigError as exc:
         _fail(exc)
         return
@@ -85,16 +94,32 @@ def serve(
 @cli.command("check-config")
 @click.argument("config_file", type=click.Path(dir_okay=False))
 def check_config(config_file: str) -> None:
-    """Validate a config file and print the effective settings."""
+    """Validate a config file and print the effective settings.
+
+    Secrets are shown as ***. Runs the start-up checks of serve that need no network
+    (certificate and key, database URL, table name): OK means serve accepts the file.
+    """
+    from sipsca.service import check_startup
+
     try:
         config = load_config(config_file)
+        check_startup(config)
     except ConfigError as exc:
         _fail(exc)
         return
     for section, values in dataclasses.asdict(config).items():
         for key, value in values.items():
-            click.echo(f"{section}.{key} = {value!r}")
+            click.echo(f"{section}.{key} = {_shown(f'{section}.{key}', value)!r}")
     click.echo(f"{config_file}: OK")
+
+
+def _shown(name: str, value: object) -> object:
+    """``value`` of setting ``name`` with passwords, keys and tokens masked."""
+    from sipsca.storage.registry import redact_url
+
+    if name == "db.db_url":
+        return redact_url(str(value))
+    return "***" if name in _SECRETS and value else value
 
 
 def _storage_options(func: Any) -> Any:
@@ -106,11 +131,9 @@ def _storage_options(func: Any) -> Any:
 
 
 async def _with_storage(config: SipscaConfig, action: Any, *, init: bool = True) -> Any:
-    from sipsca.storage.registry import open_storage
+    from sipsca.service import build_storage
 
-    storage = open_storage(
-        config.db.db_url, subs_table=config.db.subs_table, server_id=config.db.server_id
-    )
+    storage = build_storage(config)
     await storage.open()
     try:
         if init and await storage.schema_version() is None:
@@ -151,26 +174,45 @@ def user_add(
     """Add or replace USER@DOMAIN."""
     from sipsca.auth.digest import make_subscriber
 
-    username, at, domain = address.partition("@")
-    if not at or not username or not domain:
-        _fail(ConfigError(f"{address!r} is not USER@DOMAIN"))
+    try:
+        username, domain = _subscriber_address(address)
+    except ConfigError as exc:
+        _fail(exc)
+        return
     if password_file:
-        password = (
-            Path(password_file).read_text().splitlines()[0]
-            if Path(password_file).read_text()
-            else ""
-        )
+        lines = Path(password_file).read_text().splitlines()
+        password = lines[0] if lines else ""
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if not password:
         _fail(ConfigError("empty password"))
     subscriber = make_subscriber(username, domain, password)
 
-    async def action(storage: Any) -> None:
+    async def action(storage: Any) -> bool:
+        existed = await storage.get_subscriber(username, domain) is not None
         await storage.add_subscriber(subscriber)
+        return existed
 
-    _run_storage(config_file, db_url, action)
-    click.echo(f"added {username}@{domain}")
+    existed = _run_storage(config_file, db_url, action)
+    click.echo(f"{'replaced' if existed else 'added'} {username}@{domain}")
+
+
+def _subscriber_address(address: str) -> tuple[str, str]:
+    """``USER@DOMAIN`` -> (user, domain), read by the SIP URI parser so that only a name a
+    phone can authenticate as is stored: RFC 3261 user characters, a host name, IPv4 address
+    or [IPv6] domain, no ``sip:``, password, port or parameters."""
+    from sipsca.sip.uri import parse_uri
+
+    try:
+        uri = parse_uri(f"sip:{address}")
+    except RemoteProtocolError:
+        uri = None
+    if uri is None or not uri.user or f"{uri.user}@{uri.host}" != address:
+        raise ConfigError(
+            f"{address!r} is not USER@DOMAIN (RFC 3261 user characters, a host name, IPv4 "
+            "address or [IPv6]; no sip:, port or parameters)"
+        )
+    return uri.user, uri.host
 
 
 @user.command("del")

@@ -170,9 +170,10 @@ def rpc_command(
     method: str,
     args: tuple[str, ...],
 ) -> None:
-    """Call METHOD with ARGS on a running sipsca (e.g. `sipsca rpc sca.all_appearances`).
+    """Call METHOD with ARGS on a running sipsca, like kamcmd.
 
-    Integer-looking ARGS are sent as numbers. `sipsca rpc system.listMethods` lists methods.
+    Example: `sipsca rpc sca.all_appearances`. Integer-looking ARGS are sent as numbers.
+    `sipsca rpc system.listMethods` lists methods.
     URL and token: option, then environment, then --config [rpc] listen/token.
     """
     config_url, config_token = _config_defaults(config_path)

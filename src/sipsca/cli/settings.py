@@ -7,7 +7,6 @@ bad values are refused with one :class:`ConfigError` naming ``section.key``.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import tomllib
 import types
@@ -29,6 +28,8 @@ from sipsca.config import (
     TransactionConfig,
 )
 from sipsca.errors import ConfigError
+from sipsca.rpc.listen import is_loopback_host
+from sipsca.rpc.listen import parse_listen as parse_rpc_listen
 
 __all__ = ["load_config", "config_from_dict", "parse_listen"]
 
@@ -85,12 +86,23 @@ def config_from_dict(data: dict[str, Any], base: SipscaConfig | None = None) -> 
                 elif key in _SCA_DB_KEYS:
                     sca_db[key] = values.pop(key)
         parts[section] = _build(section, _SECTIONS[section], values, getattr(base, section))
+    _check_sca_db_keys(sca_db, data.get("db", {}))
     if sca_db:
         db = parts.get("db", base.db)
         parts["db"] = _build("sca", DbConfig, sca_db, db)
     config = dataclasses.replace(base, **parts)
     validate(config)
     return config
+
+
+def _check_sca_db_keys(sca_db: dict[str, Any], db: dict[str, Any]) -> None:
+    """Refuse ``[sca]`` and ``[db]`` giving one key two values: neither silently wins.
+
+    The values are not shown: ``db_url`` may hold a password.
+    """
+    for key, value in sca_db.items():
+        if key in db and db[key] != value:
+            raise ConfigError(f"sca.{key} and db.{key} are both set, to different values: keep one")
 
 
 def _build(section: str, cls: type[Any], values: dict[str, Any], current: Any) -> Any:
@@ -175,15 +187,6 @@ def parse_listen(text: str) -> tuple[str, str, int]:
     return transport, host, int(port)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def validate(config: SipscaConfig) -> None:
     """Cross-field checks that a single key cannot express."""
     if not config.server.listen:
@@ -196,7 +199,7 @@ def validate(config: SipscaConfig) -> None:
     if config.auth.mode not in ("digest", "none"):
         raise ConfigError(f'auth.mode must be "digest" or "none", not {config.auth.mode!r}')
     if config.auth.mode == "none" and not config.auth.allow_unauthenticated:
-        public = [h for _, h, _ in listeners if not is_loopback(h)]
+        public = [h for _, h, _ in listeners if not is_loopback_host(h)]
         if public:
             raise ConfigError(
                 f'auth.mode = "none" on the non-loopback address {public[0]} needs '
@@ -206,6 +209,11 @@ def validate(config: SipscaConfig) -> None:
         if alg not in ("MD5", "SHA-256"):
             raise ConfigError(f"auth.algorithms: unsupported {alg!r} (MD5, SHA-256)")
     sca = config.sca
+    if sca.hash_table_size != -1 and not 1 <= sca.hash_table_size <= 30:
+        raise ConfigError(
+            "sca.hash_table_size must be -1 (not set: Kamailio's 2^9 slots) or a power-of-2 "
+            f"exponent 1..30, not {sca.hash_table_size}"
+        )
     for key in ("call_info_max_expires", "line_seize_max_expires", "purge_expired_interval"):
         if getattr(sca, key) <= 0:
             raise ConfigError(f"sca.{key} must be > 0")
@@ -229,8 +237,12 @@ def validate(config: SipscaConfig) -> None:
         raise ConfigError('log.format must be "text" or "json"')
     if config.proxy.unknown_user_status not in (404, 480):
         raise ConfigError("proxy.unknown_user_status must be 404 or 480")
-    host, _, port = config.rpc.listen.rpartition(":")
-    if config.rpc.enabled and (not host or not port.isdigit()):
-        raise ConfigError(f"rpc.listen: {config.rpc.listen!r} is not host:port")
-    if config.rpc.enabled and not is_loopback(host) and not config.rpc.token:
-        raise ConfigError(f"rpc.listen {config.rpc.listen} is not loopback: set rpc.token")
+    if config.rpc.enabled:
+        _check_rpc(config.rpc)
+
+
+def _check_rpc(rpc: RpcConfig) -> None:
+    """The parser and loopback test ``serve`` binds with, so check-config agrees with it."""
+    host, _ = parse_rpc_listen(rpc.listen)
+    if not is_loopback_host(host) and not rpc.token.strip():
+        raise ConfigError(f"rpc.listen {rpc.listen} is not loopback: set rpc.token")

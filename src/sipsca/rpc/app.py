@@ -26,7 +26,7 @@ from prometheus_client.exposition import choose_encoder
 
 from sipsca.rpc.api import ManagementBackend
 from sipsca.rpc.jsonrpc import JsonRpcServer, dumps, error_response
-from sipsca.rpc.listen import check_rpc_listen
+from sipsca.rpc.listen import check_rpc_listen, format_hostport
 from sipsca.rpc.methods import MethodTable
 
 __all__ = [
@@ -170,8 +170,15 @@ async def start_rpc_server(
     except BaseException:
         await runner.cleanup()
         raise
-    logger.info("rpc: listening on %s", ", ".join(map(str, runner.addresses)))
+    logger.info("rpc: listening on %s", ", ".join(map(_address, runner.addresses)))
     return runner
+
+
+def _address(address: object) -> str:
+    """A bound address as an operator writes it (``127.0.0.1:5080``), not a socket tuple."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        return format_hostport(str(address[0]), int(address[1]))
+    return str(address)
 
 
 def bound_port(runner: web.AppRunner) -> int:

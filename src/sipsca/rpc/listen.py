@@ -13,7 +13,7 @@ import ipaddress
 
 from sipsca.errors import ConfigError
 
-__all__ = ["check_rpc_listen", "client_url", "is_loopback_host", "parse_listen"]
+__all__ = ["check_rpc_listen", "client_url", "format_hostport", "is_loopback_host", "parse_listen"]
 
 
 def _strip_brackets(host: str) -> str:
@@ -56,13 +56,18 @@ def parse_listen(listen: str) -> tuple[str, int]:
     text = listen.strip()
     host, sep, port_text = text.rpartition(":")
     if not sep or not host or not port_text.isdigit():
-        raise ConfigError(f"[rpc] listen {listen!r}: expected host:port")
+        raise ConfigError(f"rpc.listen: {listen!r} is not host:port")
     if ":" in host and not (host.startswith("[") and host.endswith("]")):
-        raise ConfigError(f"[rpc] listen {listen!r}: write IPv6 addresses as [addr]:port")
+        raise ConfigError(f"rpc.listen: {listen!r}: write IPv6 addresses as [addr]:port")
     port = int(port_text)
     if not 0 <= port <= 65535:
-        raise ConfigError(f"[rpc] listen {listen!r}: port out of range")
+        raise ConfigError(f"rpc.listen: {listen!r}: port {port} out of range (0-65535)")
     return _strip_brackets(host), port
+
+
+def format_hostport(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets: the form ``parse_listen`` reads back."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def client_url(listen: str) -> str:
@@ -75,6 +80,4 @@ def client_url(listen: str) -> str:
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}/RPC"
+    return f"http://{format_hostport(host, port)}/RPC"

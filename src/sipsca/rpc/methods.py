@@ -313,7 +313,8 @@ def _stats(b: ManagementBackend, a: Args) -> object:
     """All statistics, or the selected ones.
 
     Selectors as in Kamailio's ``stats.get_statistics``: ``all``, a group (``sca:``, ``sca.``
-    or just ``sca``) or an exact name.
+    or just ``sca``) or an exact name. Selectors that match nothing at all are a -32602 fault
+    (Kamailio answers nothing); ones that match some statistics return those.
     """
     wanted = a.texts("names")
     stats = b.stats()
@@ -322,6 +323,8 @@ def _stats(b: ManagementBackend, a: Args) -> object:
             p for w in wanted for p in ((w,) if w.endswith((":", ".")) else (w + ":", w + "."))
         )
         stats = {k: v for k, v in stats.items() if k in wanted or k.startswith(prefixes)}
+        if not stats:  # an empty answer would look like success to a script or an operator
+            raise InvalidParams(f"no such statistic: {' '.join(wanted)}")
     return {k: int(v) if float(v).is_integer() else v for k, v in sorted(stats.items())}
 
 
