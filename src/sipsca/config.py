@@ -103,6 +103,10 @@ class ScaConfig:
     pending_ttl: int = 35
     """An answered but not ACKed appearance older than this is promoted to ``active`` (full
     dialog) or released by the purge."""
+    ringing_ttl: int = 300
+    """A ``progressing`` / ``alerting`` appearance unchanged for this long is released by the
+    purge unless its INVITE is still pending: past ``[transaction] timer_c`` it lost its final
+    response (a restart while it rang, a reply that never came through)."""
     call_info_uri: str = "domain"
     """``domain`` renders ``<sip:DOMAIN>`` (Kamailio); ``aor`` renders the full AoR."""
     line_identification: tuple[str, ...] = ("request_uri", "to", "from", "alias")

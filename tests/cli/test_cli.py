@@ -132,6 +132,9 @@ def test_check_config_masks_secrets(tmp_path: Path) -> None:
         ('[rpc]\nlisten = "0.0.0.0:5080"\ntoken = "  "\n', "rpc.token"),
         ("[sca]\nhash_table_size = 0\n", "sca.hash_table_size must be -1"),
         ("[sca]\nhash_table_size = 31\n", "sca.hash_table_size must be -1"),
+        ("[sca]\nringing_ttl = 180\n", "sca.ringing_ttl (180 s) must be longer than"),
+        ('[[sca.lines]]\naor = "215@example.com"\n', "sca.lines.aor: '215@example.com' is not"),
+        ('[[sca.lines]]\naor = "sip:example.com"\n', "sca.lines.aor: 'sip:example.com' is not"),
         (
             '[sca]\ndb_url = "sqlite:///a.sqlite"\n[db]\ndb_url = "sqlite:///b.sqlite"\n',
             "sca.db_url and db.db_url are both set, to different values",

@@ -3,6 +3,7 @@ MD5 or SHA-256 credentials; sipsca users come from ``sipsca user add``."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,11 @@ async def test_digest_register_subscribe_invite(tmp_path: Path, algorithms: list
             assert (await a.bye(call)).status == 200
             r = await x.register()
             assert r.status in (401, 403), r
+            # the failure names its source (fail2ban and the like need it)
+            assert re.search(
+                r"authentication of 1000@127\.0\.0\.1 from udp:127\.0\.0\.1:\d+ failed",
+                srv.log_text(),
+            ), srv.log_text()[-2000:]
     finally:
         srv.stop()
         srv.cleanup()

@@ -208,3 +208,28 @@ async def test_scenario_54_other_methods_ignored(make_line: Any) -> None:
     }
     assert got == {"INFO": value, "UPDATE": value, "MESSAGE": value}
     await line.no_notify()
+
+
+async def test_call_to_a_line_alias_rings_the_line(make_line: Any) -> None:
+    """A DID (``sip:5551234@...``) and an E.164 number (listed as ``tel:+15551234``, called as
+    ``sip:+15551234@...;user=phone``) that are aliases of the line reach its members: the
+    line AoR's bindings are used, not the Request-URI's own (none: 404 before), and the
+    group sees the call ``alerting``."""
+    config = {"sca": {"lines": [{"aor": AOR, "aliases": ["5551234", "tel:+15551234"]}]}}
+    line, a, b, carol = await incoming_setup(make_line, config)
+    for target in ("sip:5551234@127.0.0.1", "sip:+15551234@127.0.0.1;user=phone"):
+        call = await carol.invite(target, from_uri=CAROL, from_display='"Carol"', wait=False)
+        inc_b = await b.wait_incoming()
+        inc_a = await a.wait_incoming()
+        assert call_info_of(inc_b.invite) == ci(1)
+        assert call_info_of(inc_a.invite) == ci(1)
+        await line.broadcast(lambda v: v.startswith(ci(1, "alerting")) and v.endswith(WILDCARD))
+        await b.answer(inc_b)
+        assert (await carol.finish_invite(call)).status == 200
+        await line.broadcast(full(ci(1, "active", CAROL_URI)), strict=False)
+        assert (await carol.bye(call)).status == 200
+        await line.broadcast(WILDCARD)
+        await line.settle()
+        line.drain()
+        a.incoming.clear()
+        b.incoming.clear()

@@ -95,6 +95,35 @@ async def test_scenario_28_answer(make_line: Any, transport: str) -> None:
     await line.broadcast(full(ci(1, "active", BOB_URI)))
 
 
+async def test_retransmitted_answer_is_edited_like_the_first(make_line: Any) -> None:
+    """Every copy of bob's 200 reaching A has its SCA Call-Info stripped and carries the
+    P-Asserted-Identity (the retransmissions are relayed statelessly once the call's
+    context is finished; Kamailio runs each through its reply route)."""
+    line, a, _, bob, _ = await setup(make_line)
+    call, inc = await place_call(line, a, bob)
+    await bob.answer(inc, headers=[("Call-Info", "<sip:127.0.0.1>;appearance-index=2")])
+    assert (await a.finish_invite(call)).status == 200
+    await bob.resend_final(inc, times=2)
+    oks = await a.wait_for(
+        lambda: (
+            found
+            if len(
+                found := [
+                    m
+                    for m in a.received
+                    if getattr(m, "status", 0) == 200 and m.call_id == call.dialog.call_id
+                ]
+            )
+            >= 3
+            else None
+        ),
+        what="the 200 and its two retransmissions",
+    )
+    for ok in oks:
+        assert call_info_of(ok) is None
+        assert (ok.headers.get("p-asserted-identity") or "").strip() == '"Bob" <sip:bob@127.0.0.1>'
+
+
 async def answered(
     make_line: Any, **kw: Any
 ) -> tuple[Line, Phone, Phone, Phone, Call, IncomingCall]:

@@ -617,7 +617,8 @@ class Phone:
         contact: bool = False,
     ) -> bytes:
         hdrs: list[tuple[str, str]] = []
-        if 100 < status < 300 and req.method in ("INVITE", "SUBSCRIBE", "NOTIFY"):
+        if 100 < status < 180 and req.method in ("INVITE", "SUBSCRIBE", "NOTIFY"):
+            # make_response copies Record-Route into 180-299 itself (RFC 3261 12.1.1)
             hdrs += [("Record-Route", rr) for rr in req.headers.get_all("record-route")]
         if contact:
             hdrs.append(("Contact", f"<{self.contact_uri}>"))

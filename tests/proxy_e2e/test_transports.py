@@ -155,8 +155,7 @@ def build_ok(req: Any, contact: str, body: bytes | None = None) -> Any:
     from sipsca.sip import make_response
 
     sdp = make_sdp("sendrecv", port=42000) if body is None else body
-    extra = [("Record-Route", v) for v in req.headers.get_all("record-route")]
-    extra.append(("Contact", f"<{contact}>"))
+    extra = [("Contact", f"<{contact}>")]  # make_response copies Record-Route itself
     if sdp:
         extra.append(("Content-Type", "application/sdp"))
     return make_response(req, 200, "OK", to_tag=rand(8), extra=extra, body=sdp)

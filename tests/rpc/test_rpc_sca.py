@@ -71,7 +71,8 @@ async def test_deactivate_all_subscriptions(server: Server) -> None:
     ]
     assert server.backend.after_change_calls == 1
     assert server.backend.flushed == [AOR, AOR]  # the NOTIFYs went out
-    # As in the trace: expires 0 shows as minus "now".
+    # The fake answers as in the Kamailio trace: expires 0 shows as minus "now". sipsca's
+    # engine prints 0 instead (docs/compat.md; test_rpc_sca_engine.py).
     assert await server.result("sca.all_subscriptions") == [
         f"215 127.0.0.1:5082 call-info {-int(NOW)} terminated;reason=deactivated",
         f"215 127.0.0.1:5081 call-info {-int(NOW)} terminated;reason=deactivated",
@@ -187,7 +188,11 @@ async def test_release_appearance_faults(server: Server, params: list[object], f
 
 
 async def test_integer_aor_is_taken_as_a_string(server: Server) -> None:
-    """kamcmd-style clients send ``1000`` as a number; a string parameter accepts it."""
+    """kamcmd-style clients send ``1000`` as a number; a string parameter accepts it.
+
+    (Kamailio's answer, from the fake; sipsca's engine refuses it as an AoR:
+    ``test_rpc_sca_engine.py::test_numeric_aor_is_refused_by_every_command``.)
+    """
     assert await server.fault("sca.release_appearance", 1000, 1) == (500, "No appearances for 1000")
 
 

@@ -11,6 +11,7 @@ from sipsca.sca import (
     Appearance,
     AppearanceChanged,
     AppearanceState,
+    DeleteAppearance,
     DeleteSubscription,
     PersistSubscription,
     ScaEvent,
@@ -110,6 +111,54 @@ def test_answer_without_18x_ends_the_line_seize(h: Harness) -> None:
     h.relay(h.f.response(original, 200, call=call, contact=BOB.contact, body=sdp()), original)
     states = [(n.event, n.state) for n in h.notifies()]
     assert ("line-seize", "terminated;reason=noresource") in states
+
+
+@pytest.mark.parametrize("status", [180, 200, 486])
+def test_a_call_on_another_index_leaves_the_line_seize_alone(h: Harness, status: int) -> None:
+    """The seize of index 2 is not used up by a call on index 1 ([K] ends whatever
+    line-seize the Contact has, and index 2 then stays seized until its TTL)."""
+    ls = h.f.new_sub(A, "line-seize")
+    assert h.seize(ls, 2).status == 200
+    call = h.f.new_call(A, BOB)
+    invite = h.f.invite(call, call_info=idx(1))
+    original = invite.copy()
+    h.request(invite)
+    h.drain()
+    body = sdp() if status == 200 else None
+    h.relay(h.f.response(original, status, call=call, contact=BOB.contact, body=body), original)
+    assert "terminated;reason=noresource" not in [n.state for n in h.notifies()]
+    assert h.engine.rpc_subscription_count("line-seize") == ["1 line-seize"]
+    seized = h.engine.rpc_show_appearance(AOR, 2)
+    assert "seized" in " ".join(seized), seized
+
+
+def test_a_retransmitted_answer_gets_the_edits_of_the_first(h: Harness) -> None:
+    """decision #6 / §5.1: every copy of the 2xx toward the caller loses its SCA Call-Info
+    and carries P-Asserted-Identity, not only the first ([K] runs each through its reply
+    route); the copy changes no state and sends no NOTIFY."""
+    call = h.f.new_call(A, BOB)
+    invite = h.f.invite(call, call_info=idx(1))
+    original = invite.copy()
+    h.request(invite)
+    h.drain()
+    answer = h.f.response(
+        original, 200, call=call, contact=BOB.contact, body=sdp(), call_info=idx(2)
+    )
+    again = answer.copy()
+    h.relay(answer, original)
+    h.drain()
+    h.engine.on_repeated_answer(again)
+    assert h.drain() == []
+    assert again.headers.values("call-info") == [] == answer.headers.values("call-info")
+    pai = answer.headers.values("p-asserted-identity")
+    assert pai and again.headers.values("p-asserted-identity") == pai
+    # toward a caller that is no line: stripped, no PAI
+    plain = h.f.response(
+        h.f.invite(h.f.new_call(CAROL, BOB)), 200, contact=BOB.contact, call_info=idx(2)
+    )
+    h.engine.on_repeated_answer(plain)
+    assert plain.headers.values("call-info") == []
+    assert plain.headers.values("p-asserted-identity") == []
 
 
 # --------------------------------------------------------------------------- membership
@@ -272,6 +321,43 @@ def test_answered_call_whose_ack_we_never_see_is_promoted_not_purged(h: Harness)
     assert h.notifies() == []  # same wire state: nothing to tell
 
 
+@pytest.mark.parametrize("state", [S.PROGRESSING, S.ALERTING])
+def test_ringing_appearance_restored_without_its_invite_is_released(state: S) -> None:
+    """A call rang when the server restarted: its INVITE transaction is gone, its final
+    response will never be tracked, so the key must not blink forever."""
+    h = Harness()
+    ringing = Appearance(
+        aor=AOR, index=1, state=state, owner=A.contact, call_id="c", from_tag="f", changed_at=NOW
+    )
+    h.engine.restore([], [ringing], now=NOW)
+    h.engine.handle_timer(NOW)  # schedules the purges: every 120 s
+    h.engine.handle_timer(NOW + 240)  # younger than ringing_ttl (300 s)
+    assert h.states() == {1: state.value}
+    h.drain()
+    h.engine.handle_timer(NOW + 360)
+    assert h.states() == {}
+    assert [e for e in h.drain() if isinstance(e, DeleteAppearance)] == [
+        DeleteAppearance(aor=AOR, index=1)
+    ]
+
+
+def test_a_call_that_keeps_ringing_is_not_released(h: Harness) -> None:
+    """Every 18x restarts timer C, so a call may ring past ringing_ttl: while its INVITE is
+    pending its appearance stays."""
+    call = h.f.new_call(A, BOB)
+    invite = h.f.invite(call)
+    original = invite.copy()
+    h.request(invite)
+    h.relay(h.f.response(original, 180, call=call, contact=BOB.contact), original)
+    h.drain()
+    assert h.states() == {1: "progressing"}
+    h.advance(400)
+    h.engine.handle_timer(h.now)
+    assert h.states() == {1: "progressing"}
+    h.relay(h.f.response(original, 200, call=call, contact=BOB.contact, body=sdp()), original)
+    assert h.states() == {1: "active"}
+
+
 def test_stale_pending_without_dialog_is_purged() -> None:
     h = Harness()
     pending = Appearance(aor=AOR, index=2, state=S.ACTIVE_PENDING, changed_at=NOW - 100)
@@ -307,6 +393,24 @@ def test_strict_router_route_set() -> None:
     [notify] = h.notifies()
     assert notify.target == "sip:p2.example.com"
     assert notify.request.headers.get("route") == f"<sip:p1.example.com;lr>, <{A.contact}>"
+    # RFC 3261 8.1.2: sent to the strict router (the Request-URI), not the first Route left
+    assert notify.effect.next_hop == "sip:p2.example.com"
+
+
+@pytest.mark.parametrize(
+    ("record_route", "hop"),
+    [
+        ((), A.contact),
+        (("<sip:p1.example.com;lr>", "<sip:p0.example.com;lr>"), "sip:p1.example.com;lr"),
+    ],
+    ids=["none", "loose"],
+)
+def test_notify_next_hop(record_route: tuple[str, ...], hop: str) -> None:
+    h = Harness()
+    h.subscribe(h.f.new_sub(A), record_route=record_route)
+    [notify] = h.notifies()
+    assert notify.effect.next_hop == hop
+    assert notify.target == A.contact
 
 
 def test_flow_is_remembered_and_refreshed() -> None:
@@ -334,14 +438,41 @@ def test_notify_result_handling(h: Harness) -> None:
     h.engine.on_notify_result(key, 1, 200, now=h.now)
     h.engine.on_notify_result(key, 1, 503, now=h.now)
     assert h.drain() == [] and h.engine.stats()["notifies_failed"] == 1
+    h.engine.rpc_seize_appearance(AOR, B.contact, now=h.now)
+    [old] = [n for n in h.notifies() if n.target == A.contact]
+    old_dialog = (old.call_id, old.request.from_tag or "")
     h.subscribe(h.f.new_sub(A))  # the phone re-subscribes with a new dialog
-    h.drain()
-    h.engine.on_notify_result(key, 1, 481, now=h.now)  # late 481 of the old dialog
+    [new] = [n for n in h.notifies() if n.target == A.contact]
+    h.engine.on_notify_result(key, 1, 481, now=h.now, dialog=old_dialog)  # late, old dialog
     assert h.drain() == []
-    h.engine.on_notify_result(key, 0, None, now=h.now)  # 0 = CSeq unknown
+    h.engine.on_notify_result(key, 0, None, now=h.now)  # dialog unknown
     assert h.drain() == [DeleteSubscription(key=key)]
     h.engine.on_notify_result(key, 0, None, now=h.now)  # already gone
     assert h.drain() == []
+    assert new.call_id != old.call_id
+
+
+def test_late_notify_failure_of_an_ended_subscription_spares_its_successor(h: Harness) -> None:
+    """A subscription ends and the same phone subscribes again (same key, new dialog)
+    while a NOTIFY of the old one is still timing out (up to 32 s): its failure must not
+    remove the new subscription."""
+    key = (AOR, ScaEvent.CALL_INFO, C.contact)
+    sub = h.f.new_sub(C)
+    h.subscribe(sub)
+    [old] = [n for n in h.notifies() if n.target == C.contact]
+    h.subscribe(sub, expires=0)
+    h.advance(200)
+    h.engine.handle_timer(h.now)  # purged: the key is free
+    h.drain()
+    assert h.engine.rpc_subscription_count("call-info") == ["2 call-info"]
+    h.subscribe(h.f.new_sub(C))
+    h.drain()
+    assert h.engine.rpc_subscription_count("call-info") == ["3 call-info"]
+    h.engine.on_notify_result(
+        key, old.cseq + 5, None, now=h.now, dialog=(old.call_id, old.request.from_tag or "")
+    )
+    assert h.drain() == []
+    assert h.engine.rpc_subscription_count("call-info") == ["3 call-info"]
 
 
 # --------------------------------------------------------------------------- restore, timers, stats
@@ -504,3 +635,38 @@ def test_ack_matching_no_appearance_sends_nothing(h: Harness) -> None:
     stray.to_tag = "unknown"
     h.ack(h.f.ack(stray))
     assert h.drain() == []
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def test_every_state_change_is_one_structured_log_line(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Appearance and subscription changes each log one line whose fields (``record.sca``)
+    the JSON log format writes out: AoR, index, old -> new, owner, Call-ID."""
+    caplog.set_level("INFO", logger="sipsca.sca")
+    h.engine.rpc_seize_appearance(AOR, A.contact, now=h.now)
+    sub = h.f.new_sub(C)
+    h.subscribe(sub)
+    h.subscribe(sub, expires=0)
+    h.engine.rpc_deactivate_all_subscriptions(now=h.now)
+    fields = [r.sca for r in caplog.records if hasattr(r, "sca")]  # type: ignore[attr-defined]
+    assert fields[0] == {
+        "kind": "appearance",
+        "aor": AOR,
+        "index": 1,
+        "old": "idle",
+        "new": "seized",
+        "owner": A.contact,
+        "call_id": "",
+        "from_tag": "",
+        "to_tag": "",
+    }
+    changes = [(f["subscriber"], f["change"]) for f in fields if f["kind"] == "subscription"]
+    assert changes == [
+        (C.contact, "created"),
+        (C.contact, "unsubscribed"),
+        (B.contact, "terminated;reason=deactivated"),
+        (A.contact, "terminated;reason=deactivated"),
+    ]

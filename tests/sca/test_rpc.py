@@ -7,7 +7,15 @@ import itertools
 import pytest
 
 from sipsca.config import ScaConfig
-from sipsca.sca import ScaEngine, ScaRpcError, SendNotify
+from sipsca.sca import (
+    Appearance,
+    AppearanceState,
+    DeleteAppearance,
+    PersistAppearance,
+    ScaEngine,
+    ScaRpcError,
+    SendNotify,
+)
 
 from .factory import Party
 from .harness import NOW, Harness
@@ -105,7 +113,9 @@ def test_seize_update_release_cycle_like_the_trace(h: Harness) -> None:
             500,
             f"{bad}: invalid state",
         )
-    for state in ("alerting", "progressing", "active", "held", "held-private", "seized", "idle"):
+    # The trace also sets "idle" here; sipsca releases the appearance for it (compat.md,
+    # test_update_to_idle_releases_like_release_appearance), so the cycle goes on without it.
+    for state in ("alerting", "progressing", "active", "held", "held-private", "seized"):
         assert h.engine.rpc_update_appearance(AOR, 1, state, None, now=h.now) == []
         assert call_infos(h)[0].startswith(
             f"<sip:127.0.0.1>;appearance-index=1;appearance-state={state},"
@@ -209,9 +219,10 @@ def test_deactivate_all_and_one(h: Harness) -> None:
         f"Deactivating call-info subscription from {B.contact}"
     ]
     h.advance(1)
+    # Kamailio (traces/10_rpc) prints expires 0 minus now: -1795692981; sipsca prints 0.
     assert h.engine.rpc_all_subscriptions(now=h.now) == [
-        f"215 127.0.0.1:5082 call-info {-int(NOW) - 1} terminated;reason=deactivated",
-        f"215 127.0.0.1:5081 call-info {-int(NOW) - 1} terminated;reason=deactivated",
+        "215 127.0.0.1:5082 call-info 0 terminated;reason=deactivated",
+        "215 127.0.0.1:5081 call-info 0 terminated;reason=deactivated",
     ]
 
 
@@ -223,3 +234,202 @@ def test_deactivated_line_seize_notify_is_index_only(h: Harness) -> None:
     h.engine.rpc_deactivate_subscription(AOR, "line-seize", A.contact, now=h.now)
     [notify] = [e for e in h.drain() if isinstance(e, SendNotify)]
     assert notify.request.headers.get("call-info") == "<sip:127.0.0.1>;appearance-index=1"
+
+
+# -- sca.update_appearance ... idle -------------------------------------------------------
+
+WILDCARD = "<sip:127.0.0.1>;appearance-index=*;appearance-state=idle"
+
+
+def test_update_to_idle_releases_like_release_appearance(h: Harness) -> None:
+    h.engine.rpc_seize_appearance(AOR, A.contact, now=h.now)
+    h.engine.rpc_seize_appearance(AOR, B.contact, now=h.now)
+    h.drain()
+    h.engine.rpc_update_appearance(AOR, 1, "held", None, now=h.now)
+    h.drain()
+    assert h.engine.rpc_update_appearance(AOR, 1, "idle", None, now=h.now) == []
+    effects = h.drain()
+    # the same broadcast as sca.release_appearance: index 1 is gone, not "1 idle"
+    assert [e.request.headers.get("call-info") for e in effects if isinstance(e, SendNotify)] == [
+        "<sip:127.0.0.1>;appearance-index=2;appearance-state=seized," + WILDCARD
+    ] * 2
+    assert [e for e in effects if isinstance(e, DeleteAppearance | PersistAppearance)] == [
+        DeleteAppearance(aor=AOR, index=1)
+    ]
+    assert h.engine.rpc_all_appearances() == [f"{AOR} 2 seized {int(NOW)} {B.contact}    "]
+    assert fault(h.engine.rpc_release_appearance, AOR, 1, now=h.now) == (
+        500,
+        f"{AOR} appearance index 1 is not in use",
+    )
+    # the index is free again: the next seize gets it
+    assert h.engine.rpc_seize_appearance(AOR, A.contact, now=h.now) == [
+        f"Seized {AOR} appearance-index 1 for {A.contact}"
+    ]
+
+
+def test_update_last_appearance_to_idle_leaves_only_the_wildcard(h: Harness) -> None:
+    h.engine.rpc_seize_appearance(AOR, A.contact, now=h.now)
+    h.drain()
+    h.engine.rpc_update_appearance(AOR, 1, "idle", "Alice Example", now=h.now)
+    assert call_infos(h) == [WILDCARD] * 2
+    assert h.engine.rpc_all_appearances() == []
+    assert h.engine.stats()["appearances_idle"] == 0
+    h.advance(3000)  # no purge run ever needed, and nothing for it to do
+    h.engine.handle_timer(h.now)
+    assert call_infos(h) == []
+    assert h.engine.rpc_all_appearances() == []
+
+
+def test_purge_releases_an_idle_appearance_restored_from_storage(h: Harness) -> None:
+    # A database written while update ... idle still stored the appearance.
+    h.engine.restore(
+        [], [Appearance(aor=AOR, index=1, state=AppearanceState.IDLE, owner=A.contact)], now=h.now
+    )
+    assert h.engine.rpc_all_appearances() == [f"{AOR} 1 idle 0 {A.contact}    "]
+    h.engine.handle_timer(h.now)
+    effects = h.drain()
+    assert DeleteAppearance(aor=AOR, index=1) in effects
+    assert [e.request.headers.get("call-info") for e in effects if isinstance(e, SendNotify)] == [
+        WILDCARD
+    ] * 2
+    assert h.engine.rpc_all_appearances() == []
+
+
+# -- seconds left and counts of terminated subscriptions -----------------------------------
+
+
+def test_all_subscriptions_never_prints_negative_seconds(h: Harness) -> None:
+    h.advance(3600 + 5)  # expired, not yet purged: Kamailio prints -5
+    assert h.engine.rpc_all_subscriptions(now=h.now) == [
+        "215 127.0.0.1:5082 call-info 0 active",
+        "215 127.0.0.1:5081 call-info 0 active",
+    ]
+
+
+def test_unsubscribed_subscription_shows_zero_seconds() -> None:
+    h = Harness()
+    sub = h.f.new_sub(A)
+    h.send_subscribe(h.f.subscribe(sub, ruri=AOR, to_uri=AOR), sub)
+    h.send_subscribe(h.f.subscribe(sub, ruri=AOR, to_uri=AOR, expires=0), sub)
+    h.advance(2)  # traces/02_unsubscribe: Kamailio prints -2
+    assert h.engine.rpc_all_subscriptions(now=h.now) == [
+        "215 127.0.0.1:5081 call-info 0 terminated"
+    ]
+    assert h.engine.rpc_subscription_count("call-info") == ["0 call-info"]
+
+
+def test_subscription_count_and_gauge_leave_out_terminated_subscriptions(h: Harness) -> None:
+    seize = h.f.new_sub(A, "line-seize")
+    h.send_subscribe(h.f.line_seize(seize, 0, ruri=AOR, to_uri=AOR), seize)
+    assert h.engine.rpc_subscription_count("call-info") == ["2 call-info"]
+    assert h.engine.rpc_subscription_count("line-seize") == ["1 line-seize"]
+    h.engine.rpc_deactivate_subscription(AOR, "call-info", A.contact, now=h.now)
+    assert h.engine.rpc_subscription_count("call-info") == ["1 call-info"]
+    assert h.engine.stats()["subscriptions_call_info"] == 1
+    h.engine.rpc_deactivate_all_subscriptions(now=h.now)
+    assert h.engine.rpc_subscription_count("call-info") == ["0 call-info"]
+    assert h.engine.rpc_subscription_count("line-seize") == ["0 line-seize"]
+    stats = h.engine.stats()
+    assert (stats["subscriptions_call_info"], stats["subscriptions_line_seize"]) == (0, 0)
+    # still listed (with their state) until the purge removes them
+    assert len(h.engine.rpc_all_subscriptions(now=h.now)) == 3
+
+
+# -- argument validation ----------------------------------------------------------------
+
+
+def test_seize_rejects_an_aor_that_is_not_a_sip_uri(h: Harness) -> None:
+    h.drain()
+    for aor in ("garbage", "215@127.0.0.1", "1000", "tel:+15551234", f"{AOR};transport=udp"):
+        assert fault(h.engine.rpc_seize_appearance, aor, A.contact, now=h.now) == (
+            500,
+            f"{aor}: invalid AoR",
+        )
+    assert fault(h.engine.rpc_seize_appearance, "garbage", "garbage", now=h.now) == (
+        500,
+        "garbage: invalid AoR",
+    )
+    assert h.engine.rpc_all_appearances() == []
+    assert not h.engine.is_line("garbage")
+    assert h.drain() == []  # nothing persisted, nobody notified
+
+
+def test_seize_rejects_an_owner_that_is_not_a_sip_uri(h: Harness) -> None:
+    h.drain()
+    # "sipsca rpc sca.seize_appearance sip:215@... 1234" sends 1234 as a number -> "1234"
+    for owner in ("1234", "garbage", "215@127.0.0.1:5081", "<sip:215@127.0.0.1:5081>"):
+        assert fault(h.engine.rpc_seize_appearance, AOR, owner, now=h.now) == (
+            500,
+            f"{owner}: invalid contact",
+        )
+    assert h.engine.rpc_all_appearances() == []
+    assert h.drain() == []
+    # SIP and SIPS URIs, with URI parameters, are fine
+    for owner in ("sip:215@127.0.0.1:5081;transport=tcp", "sips:215@example.com"):
+        assert h.engine.rpc_seize_appearance(AOR, owner, now=h.now)[0].endswith(f"for {owner}")
+
+
+def test_other_commands_reject_invalid_aor(h: Harness) -> None:
+    h.engine.rpc_seize_appearance(AOR, A.contact, now=h.now)
+    bad = "garbage"
+    invalid = (500, f"{bad}: invalid AoR")
+    assert fault(h.engine.rpc_update_appearance, bad, 1, "held", None, now=h.now) == invalid
+    assert fault(h.engine.rpc_release_appearance, bad, 1, now=h.now) == invalid
+    assert fault(h.engine.rpc_show_appearance, bad, None) == invalid
+    assert fault(h.engine.rpc_show_subscription, bad, "call-info", None) == invalid
+    assert fault(h.engine.rpc_deactivate_subscription, bad, "call-info", A.contact, now=h.now) == (
+        invalid
+    )
+    # Kamailio's checks that come first keep their order and texts
+    assert fault(h.engine.rpc_update_appearance, bad, 1, "busy", None, now=h.now) == (
+        500,
+        "busy: invalid state",
+    )
+    assert fault(h.engine.rpc_release_appearance, bad, 0, now=h.now) == (
+        500,
+        "appearance-index must be > 0",
+    )
+    assert fault(h.engine.rpc_show_subscription, bad, "dialog", None)[1].startswith("usage:")
+    # valid but unknown AoRs keep Kamailio's answers
+    assert h.engine.rpc_show_subscription("sip:nobody@x", "call-info", None) == []
+    assert fault(h.engine.rpc_update_appearance, "sip:nobody@x", 1, "held", None, now=h.now) == (
+        500,
+        "Failed to update sip:nobody@x appearance-index 1",
+    )
+
+
+def test_show_and_deactivate_reject_invalid_contact(h: Harness) -> None:
+    invalid = (500, "1234: invalid contact")
+    assert fault(h.engine.rpc_show_subscription, AOR, "call-info", "1234") == invalid
+    assert fault(h.engine.rpc_deactivate_subscription, AOR, "call-info", "1234", now=h.now) == (
+        invalid
+    )
+    # a valid Contact that is not subscribed keeps its answers
+    assert h.engine.rpc_show_subscription(AOR, "call-info", "sip:215@127.0.0.1:9") == []
+    assert fault(
+        h.engine.rpc_deactivate_subscription, AOR, "call-info", "sip:215@127.0.0.1:9", now=h.now
+    ) == (500, f"No call-info subscription from sip:215@127.0.0.1:9 to {AOR}")
+
+
+def test_stored_non_sip_names_stay_reachable() -> None:
+    # A subscriber whose Contact is not a SIP URI, and a line that is not: what is stored
+    # can still be shown, seized for and deactivated.
+    h = Harness()
+    sub = h.f.new_sub(Party("X", "sip:1000@example.com", "sip:x@192.0.2.50"))
+    h.send_subscribe(h.f.subscribe(sub, contact="<urn:uuid:1234>"), sub)
+    aor = "sip:1000@example.com"
+    expires = int(NOW) + 3600
+    assert h.engine.rpc_show_subscription(aor, "call-info", "urn:uuid:1234") == [
+        f"{aor} call-info urn:uuid:1234 {expires}"
+    ]
+    assert h.engine.rpc_seize_appearance(aor, "urn:uuid:1234", now=h.now) == [
+        f"Seized {aor} appearance-index 1 for urn:uuid:1234"
+    ]
+    assert h.engine.rpc_deactivate_subscription(aor, "call-info", "urn:uuid:1234", now=h.now) == [
+        "Deactivating call-info subscription from urn:uuid:1234"
+    ]
+    held = Appearance(aor="1000", index=1, state=AppearanceState.HELD, owner=A.contact)
+    h.engine.restore([], [held], now=h.now)
+    assert h.engine.rpc_show_appearance("1000", None) == [f"1000 1 held 0 {A.contact}    "]
+    assert h.engine.rpc_update_appearance("1000", 1, "active", None, now=h.now) == []
+    assert h.engine.rpc_release_appearance("1000", 1, now=h.now) == []

@@ -14,6 +14,7 @@ from sipsca.sip import (
     check_message,
     make_response,
     parse_message,
+    response_bytes,
     validate_request,
     validate_response,
 )
@@ -393,6 +394,18 @@ def test_make_response_copies_the_right_headers() -> None:
     assert tagged.to_tag == "srv"
     assert make_response(msg, 486, "Busy Here Now").reason == "Busy Here Now"
     assert b"Content-Length: 0\r\n" in resp.to_bytes()
+
+
+@pytest.mark.parametrize(
+    ("status", "copied"), [(100, False), (180, True), (202, True), (300, False), (404, False)]
+)
+def test_record_route_is_copied_into_180_to_299(status: int, copied: bool) -> None:
+    """RFC 3261 12.1.1 (and Kamailio's replies): the dialog's route set reaches the UAC."""
+    msg = req(REGISTER.replace(b"Call-ID:", b"Record-Route: <sip:p1.example.com;lr>\r\nCall-ID:"))
+    expected = ["<sip:p1.example.com;lr>"] if copied else []
+    assert make_response(msg, status, to_tag="t").headers.values("record-route") == expected
+    wire = response_bytes(msg, status, "X", to_tag="t")
+    assert (b"Record-Route: <sip:p1.example.com;lr>\r\n" in wire) is copied
 
 
 def test_copy_and_to_bytes_fix_content_length() -> None:

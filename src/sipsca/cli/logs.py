@@ -10,15 +10,22 @@ __all__ = ["setup_logging"]
 
 
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line; SCA state changes add their fields (``extra={"sca": ...}``)
+    so a log pipeline can filter by AoR, index or Call-ID without parsing the text."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "ts": round(record.created, 3),
-                "level": record.levelname,
-                "logger": record.name,
-                "msg": record.getMessage(),
-            }
-        )
+        line: dict[str, object] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "sca", None)
+        if isinstance(fields, dict):
+            line.update(fields)
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line)
 
 
 def setup_logging(level: str, fmt: str = "text") -> None:

@@ -27,9 +27,10 @@ from sipsca.config import (
     SipscaConfig,
     TransactionConfig,
 )
-from sipsca.errors import ConfigError
+from sipsca.errors import ConfigError, RemoteProtocolError
 from sipsca.rpc.listen import is_loopback_host
 from sipsca.rpc.listen import parse_listen as parse_rpc_listen
+from sipsca.sip.uri import parse_uri
 
 __all__ = ["load_config", "config_from_dict", "parse_listen"]
 
@@ -160,8 +161,15 @@ def _line(name: str, value: Any) -> LineConfig:
     unknown = set(value) - {"aor", "members", "aliases"}
     if unknown:
         raise ConfigError(f"unknown key {name}.{sorted(unknown)[0]} (known: aor, members, aliases)")
+    aor = _coerce(f"{name}.aor", str, value["aor"])
+    try:
+        uri = parse_uri(aor)
+    except RemoteProtocolError:
+        uri = None
+    if uri is None or not uri.is_sip or not uri.user:
+        raise ConfigError(f'{name}.aor: {aor!r} is not a line address like "sip:215@example.com"')
     return LineConfig(
-        aor=_coerce(f"{name}.aor", str, value["aor"]),
+        aor=aor,
         members=tuple(_coerce(f"{name}.members", str, v) for v in value.get("members", [])),
         aliases=tuple(_coerce(f"{name}.aliases", str, v) for v in value.get("aliases", [])),
     )
@@ -217,6 +225,11 @@ def validate(config: SipscaConfig) -> None:
     for key in ("call_info_max_expires", "line_seize_max_expires", "purge_expired_interval"):
         if getattr(sca, key) <= 0:
             raise ConfigError(f"sca.{key} must be > 0")
+    if sca.ringing_ttl <= config.transaction.timer_c:
+        raise ConfigError(
+            f"sca.ringing_ttl ({sca.ringing_ttl} s) must be longer than transaction.timer_c "
+            f"({config.transaction.timer_c:g} s): a call may ring that long"
+        )
     if sca.max_appearances < 0:
         raise ConfigError("sca.max_appearances must be >= 0")
     if not -1 <= sca.onhold_bflag <= 31:

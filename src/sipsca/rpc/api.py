@@ -34,11 +34,13 @@ class ScaRpc(Protocol):
     """
 
     def rpc_all_subscriptions(self, *, now: float) -> list[str]:
-        """``<user> <host[:port]> <event> <seconds left> <state>`` per subscription."""
+        """``<user> <host[:port]> <event> <seconds left> <state>`` per subscription (0 seconds
+        once expired or ended)."""
         ...
 
     def rpc_subscription_count(self, event: str) -> list[str]:
-        """``["<n> <event>"]`` for ``call-info`` or ``line-seize``."""
+        """``["<n> <event>"]`` for ``call-info`` or ``line-seize``: subscriptions not
+        terminated."""
         ...
 
     def rpc_show_subscription(self, aor: str, event: str, contact: str | None) -> list[str]:
@@ -74,7 +76,8 @@ class ScaRpc(Protocol):
     def rpc_update_appearance(
         self, aor: str, index: int, state: str, uri: str | None, *, now: float
     ) -> list[str]:
-        """Set an appearance's state (and appearance-uri); no output on success."""
+        """Set an appearance's state (and appearance-uri); ``idle`` releases it as
+        :meth:`rpc_release_appearance` does. No output on success."""
         ...
 
     def rpc_release_appearance(self, aor: str, index: int, *, now: float) -> list[str]:

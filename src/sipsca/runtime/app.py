@@ -36,10 +36,10 @@ from sipsca.sca.effects import (
 from sipsca.sca.engine import ScaEngine
 from sipsca.sca.model import AppearanceState, ScaEvent
 from sipsca.sip.address import Flow, parse_flow
-from sipsca.sip.fields import Via, parse_name_addr
+from sipsca.sip.fields import Via
 from sipsca.sip.message import SipRequest, SipResponse
 from sipsca.sip.parser import ParserLimits, parse_message
-from sipsca.sip.uri import SipUri
+from sipsca.sip.uri import parse_uri
 from sipsca.storage.base import Storage
 from sipsca.transaction import (
     CancelReceived,
@@ -184,7 +184,7 @@ class SipApplication:
             observe=self.metrics.db_observe,
         )
         self.bindings: dict[str, dict[str, Binding]] = {}
-        self.notifies: dict[str, tuple[SubscriptionKey, int]] = {}
+        self.notifies: dict[str, tuple[SubscriptionKey, int, str, str | None]] = {}
         self.local_hosts: set[tuple[str, int | None]] = set()
         self.router: RequestRouter = RequestRouter(self)
         self.proxy: ProxyCore = ProxyCore(self)
@@ -460,11 +460,10 @@ class SipApplication:
 
     def send_notify(self, effect: SendNotify) -> None:
         request = effect.request
-        routes = request.headers.values("route")
-        target: SipUri = parse_name_addr(routes[0], "Route").uri if routes else request.ruri
+        routed = request.headers.get("route") is not None
         dest: Flow | None = None
         # A UDP flow is never reused (only open TCP/TLS connections are): skip parsing it.
-        if effect.flow and not routes and not effect.flow.startswith("udp:"):
+        if effect.flow and not routed and not effect.flow.startswith("udp:"):
             try:
                 flow = parse_flow(effect.flow)
             except RemoteProtocolError:
@@ -472,22 +471,36 @@ class SipApplication:
             if flow is not None and flow.reliable and self.transports.has_connection(flow):
                 dest = flow
         if dest is None:
-            dest = self.resolver.resolve_now(target)
+            try:
+                hop = effect.next_hop
+                dest = self.resolver.resolve_now(
+                    request.ruri if hop == request.uri else parse_uri(hop)
+                )
+            except RemoteProtocolError:
+                dest = None
         if dest is None:
-            logger.warning("cannot resolve NOTIFY destination %s", target)
-            self.sca.on_notify_result(effect.key, request.cseq.number, None, now=self.clock.time())
+            logger.warning("cannot resolve NOTIFY destination %s", effect.next_hop)
+            self.sca.on_notify_result(
+                effect.key,
+                request.cseq.number,
+                None,
+                now=self.clock.time(),
+                dialog=(request.call_id, request.from_tag or ""),
+            )
             return
         request.headers.prepend("Via", self.router.via_value(dest, "z9hG4bK" + new_token()))
         key = self.send_request(request, dest)
-        self.notifies[key] = (effect.key, request.cseq.number)
+        self.notifies[key] = (effect.key, request.cseq.number, request.call_id, request.from_tag)
 
     def _notify_result(self, key: str, status: int | None) -> None:
         if status is not None and status < 200:
             return
-        sub_key, cseq = self.notifies.pop(key)
+        sub_key, cseq, call_id, tag = self.notifies.pop(key)
         if status is None or status >= 300:
             self.metrics.notify_failed("timeout" if status is None else str(status))
-        self.sca.on_notify_result(sub_key, cseq, status, now=self.clock.time())
+        self.sca.on_notify_result(
+            sub_key, cseq, status, now=self.clock.time(), dialog=(call_id, tag or "")
+        )
 
     # ------------------------------------------------------------------ timers
     def _arm_timers(self) -> None:

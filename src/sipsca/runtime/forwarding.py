@@ -255,6 +255,7 @@ class ProxyCore:
         except RemoteProtocolError:
             return
         dest = response_destination(via, Flow(via.transport.lower(), via.host, via.port or 5060))
+        self.app.sca.on_repeated_answer(response)
         self.app.tl.send_stateless(response, destination=dest)
 
     def _apply(self, fwd: _Forwarded, action: ContextAction) -> None:
@@ -263,8 +264,11 @@ class ProxyCore:
             self._send_cancel(fwd, branch, action.cancel_reason)
         upstream = action.forward_upstream
         if upstream is not None:
-            if fwd.sca and upstream.status > 100 and self._first_time(fwd, upstream):
-                app.sca.on_response(upstream, fwd.sca_request, now=app.clock.time())
+            if fwd.sca and upstream.status > 100:
+                if self._first_time(fwd, upstream):
+                    app.sca.on_response(upstream, fwd.sca_request, now=app.clock.time())
+                else:
+                    app.sca.on_repeated_answer(upstream)
             app.router.send_reply(upstream, fwd.key)
         if action.done:
             _stop_timer_c(fwd)

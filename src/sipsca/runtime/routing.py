@@ -253,7 +253,7 @@ class RequestRouter:
             self.in_dialog(request, source, key)
             return
         if self.auth is not None:
-            ruri_local = self.is_myself(request.ruri) if request.ruri.is_sip else False
+            ruri_local = self._ruri_ours(request)
             from_local = self._from_local(request)
             # SCA SUBSCRIBEs are always challenged: line membership is checked against
             # the authenticated user, never against a From anyone can write.
@@ -273,6 +273,20 @@ class RequestRouter:
             return request.event in SCA_EVENTS and self.is_myself(request.ruri)
         except RemoteProtocolError:
             return False
+
+    def _ruri_ours(self, request: SipRequest) -> bool:
+        """The Request-URI names this server, or a line's alias (a DID, a ``tel:`` number)."""
+        ruri = request.ruri
+        if ruri.is_sip and self.is_myself(ruri):
+            return True
+        return self._alias_line(request) is not None
+
+    def _alias_line(self, request: SipRequest) -> str | None:
+        """The line whose alias the Request-URI is, unless it is a registered AoR itself."""
+        ruri = request.ruri
+        if ruri.is_sip and self.app.bindings.get(aor_of(ruri)):
+            return None
+        return self.app.sca.line_for_alias(request.uri)
 
     def _from_local(self, request: SipRequest) -> bool:
         try:
@@ -313,7 +327,13 @@ class RequestRouter:
         result = self.auth.verify(request, creds, subscriber, now=app.clock.time())
         if not result.ok:
             app.metrics.auth_failure("stale" if result.stale else "invalid")
-            logger.info("authentication of %s@%s failed: %s", creds.username, realm, result.reason)
+            logger.info(
+                "authentication of %s@%s from %s failed: %s",
+                creds.username,
+                realm,
+                source,
+                result.reason,
+            )
             self.send_reply(
                 self.auth.challenge(
                     request,
@@ -332,9 +352,7 @@ class RequestRouter:
         if proxy:
             self.auth.strip_credentials(request, realm=realm)
         identity = f"sip:{creds.username}@{realm}"
-        if not (
-            self._from_local(request) or (request.ruri.is_sip and self.is_myself(request.ruri))
-        ):
+        if not (self._from_local(request) or self._ruri_ours(request)):
             self.reply(request, key, 403, "Not relaying")
             return
         self.initial(request, source, key, identity=identity)
@@ -352,6 +370,10 @@ class RequestRouter:
         if method == "SUBSCRIBE" and local and request.event in SCA_EVENTS:
             self.handle_sca_subscribe(request, source, key, identity)
             return
+        line = self._alias_line(request) if method != "REGISTER" else None
+        if line is not None:
+            ruri = parse_uri(line)  # a DID of a line: its members are called
+            local = True
         if not local:
             request.headers.add("P-hint", "outbound")
             target = Target(request.uri)
@@ -386,7 +408,7 @@ class RequestRouter:
         if outcome is not None and outcome.retrieval_target:
             targets = [Target(outcome.retrieval_target)]
         else:
-            targets = self.location(request.ruri)
+            targets = self.location(ruri)
             if not targets:
                 status = app.config.proxy.unknown_user_status
                 self.reply(request, key, status, "Not Found" if status == 404 else None)

@@ -24,6 +24,7 @@ __all__ = ["AppearanceListener", "AppearanceTable", "dialog_score"]
 logger = logging.getLogger(__name__)
 
 IDLE = AppearanceState.IDLE
+_RINGING = frozenset((AppearanceState.PROGRESSING, AppearanceState.ALERTING))
 
 
 class AppearanceListener(Protocol):
@@ -188,18 +189,21 @@ class AppearanceTable:
         self._lines.setdefault(appearance.aor, {})[appearance.index] = appearance
 
     def stale(
-        self, now: float, seized_ttl: float, pending_ttl: float
+        self, now: float, seized_ttl: float, pending_ttl: float, ringing_ttl: float
     ) -> tuple[list[Appearance], list[Appearance]]:
-        """(SEIZED unchanged for >= seized_ttl, ACTIVE_PENDING unchanged for >= pending_ttl)."""
-        seized: list[Appearance] = []
+        """(appearances to release: SEIZED unchanged for >= seized_ttl, PROGRESSING or
+        ALERTING unchanged for >= ringing_ttl; ACTIVE_PENDING unchanged for >= pending_ttl)."""
+        release: list[Appearance] = []
         pending: list[Appearance] = []
         for appearance in self.every():
             age = now - appearance.changed_at
-            if appearance.state is AppearanceState.SEIZED and age >= seized_ttl:
-                seized.append(appearance)
-            elif appearance.state is AppearanceState.ACTIVE_PENDING and age >= pending_ttl:
+            state = appearance.state
+            ttl = seized_ttl if state is AppearanceState.SEIZED else ringing_ttl
+            if (state is AppearanceState.SEIZED or state in _RINGING) and age >= ttl:
+                release.append(appearance)
+            elif state is AppearanceState.ACTIVE_PENDING and age >= pending_ttl:
                 pending.append(appearance)
-        return seized, pending
+        return release, pending
 
     def load(self, appearances: Iterable[Appearance]) -> None:
         for appearance in appearances:
@@ -218,5 +222,18 @@ class AppearanceTable:
                 new.value,
                 appearance.owner,
                 appearance.call_id,
+                extra={
+                    "sca": {
+                        "kind": "appearance",
+                        "aor": appearance.aor,
+                        "index": appearance.index,
+                        "old": old.value,
+                        "new": new.value,
+                        "owner": appearance.owner,
+                        "call_id": appearance.call_id,
+                        "from_tag": appearance.from_tag,
+                        "to_tag": appearance.to_tag,
+                    }
+                },
             )
         self._listener.appearance_changed(appearance, old, released=released, visible=visible)

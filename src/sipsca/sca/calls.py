@@ -158,6 +158,12 @@ class CallTracker:
     def _hold(message: SipMessage) -> HoldState:
         return sdp_hold_state(message.body, message.headers.get("content-type"))
 
+    def invite_pending(self, appearance: Appearance) -> bool:
+        """A tracked INVITE of the appearance's call still waits for its final response (a
+        callee that keeps sending 18x may ring past timer C, which each 18x restarts)."""
+        dialog = (appearance.call_id, appearance.from_tag)
+        return any(key[:2] == dialog for key in self._tx)
+
     def expire(self, now: float) -> None:
         """Forget INVITE transactions that never got a final response."""
         for key in [k for k, tx in self._tx.items() if now - tx.created > TX_TTL]:
@@ -458,6 +464,26 @@ class CallTracker:
         elif method == "BYE" and response.status >= 200:
             self._bye(request, leg, CallInfoScan(present=False, value=None, invalid=False))
 
+    def on_repeated_answer(self, response: SipResponse) -> None:
+        """A retransmitted 2xx relayed again: the edits of the first copy (SCA Call-Info
+        stripped, P-Asserted-Identity toward a line), no state change. Both follow from the
+        response itself, so nothing is remembered per call for it."""
+        try:
+            if response.cseq.method.upper() != "INVITE":
+                return
+        except RemoteProtocolError:
+            return
+        strip_sca_call_info(response.headers)
+        if response.headers.get("p-asserted-identity") is not None:
+            return
+        leg = self._leg(response)
+        if leg is None:
+            return
+        if self.core.pick_line(self.core.directory.caller_candidates(leg.from_, None)) is None:
+            return
+        remote_aor = canonical_aor(leg.to, contact_uri(response))
+        response.headers.add("P-Asserted-Identity", pai_value(leg.to.display, remote_aor))
+
     def _tx_for(self, request: SipRequest, leg: _Leg, final: bool) -> _Tx:
         try:
             key: TxKey | None = (leg.call_id, leg.from_tag, request.cseq.number)
@@ -506,7 +532,7 @@ class CallTracker:
             return
         assert tx.caller is not None
         self.core.appearances.set_state(appearance, S.PROGRESSING, now)
-        self.core.end_line_seize(tx.caller, appearance.owner, now)
+        self.core.end_line_seize(tx.caller, appearance.owner, now, index=appearance.index)
 
     def _caller_answered(self, tx: _Tx, leg: _Leg, response: SipResponse, now: float) -> None:
         """2xx to an INVITE from the line: PAI toward the phone, appearance ``active``."""
@@ -546,7 +572,7 @@ class CallTracker:
         if appearance.state not in _HOLD_STATES:
             self.core.appearances.set_state(appearance, S.ACTIVE, now)
         if tx.initial:
-            self.core.end_line_seize(tx.caller, appearance.owner, now)
+            self.core.end_line_seize(tx.caller, appearance.owner, now, index=appearance.index)
 
     def _caller_failed(self, tx: _Tx, leg: _Leg, status: int, now: float) -> None:
         """Final failure of the line's INVITE (§5.7 with decision #3)."""
@@ -559,7 +585,9 @@ class CallTracker:
             return
         appearance = self._caller_appearance(tx, leg)
         seize = self.core.subscriptions.get((tx.caller, ScaEvent.LINE_SEIZE, tx.contact))
-        ended = self.core.end_line_seize(tx.caller, tx.contact, now)
+        ended = self.core.end_line_seize(
+            tx.caller, tx.contact, now, index=appearance.index if appearance is not None else 0
+        )
         if appearance is None and ended and seize is not None:
             seized = table.get(tx.caller, seize.index)
             if seized is not None and seized.state is S.SEIZED and seized.owner == tx.contact:

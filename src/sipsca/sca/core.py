@@ -32,12 +32,35 @@ from sipsca.sca.effects import (
     SendNotify,
 )
 from sipsca.sca.model import Appearance, AppearanceState, ScaEvent, Subscription, SubscriptionState
-from sipsca.sca.notify import build_notify, subscription_state_value
+from sipsca.sca.notify import build_notify, next_hop, subscription_state_value
 from sipsca.sca.subscription_store import SubscriptionStore
 
 __all__ = ["ScaCore"]
 
 logger = logging.getLogger(__name__)
+
+
+def log_subscription(subscription: Subscription, change: str) -> None:
+    """One line per subscription state change, with its fields for JSON logs."""
+    logger.info(
+        "%s subscription %s -> %s %s call-id=%s",
+        subscription.event.value,
+        subscription.subscriber,
+        subscription.aor,
+        change,
+        subscription.call_id,
+        extra={
+            "sca": {
+                "kind": "subscription",
+                "event": subscription.event.value,
+                "aor": subscription.aor,
+                "subscriber": subscription.subscriber,
+                "change": change,
+                "index": subscription.index,
+                "call_id": subscription.call_id,
+            }
+        },
+    )
 
 
 class ScaCore:
@@ -62,9 +85,6 @@ class ScaCore:
         self._dirty: dict[str, None] = {}
         self.notifies_sent = 0
         self.notifies_failed = 0
-        self.dialog_start_cseq: dict[tuple[str, ScaEvent, str], int] = {}
-        """First NOTIFY CSeq of the current dialog of each subscription: results for
-        older CSeqs belong to a replaced dialog and are ignored."""
 
     # -- lines -----------------------------------------------------------------------
 
@@ -147,7 +167,14 @@ class ScaCore:
             user_agent=self.user_agent,
         )
         self.notifies_sent += 1
-        self.emit(SendNotify(key=subscription.key, request=request, flow=subscription.flow))
+        self.emit(
+            SendNotify(
+                key=subscription.key,
+                request=request,
+                flow=subscription.flow,
+                next_hop=next_hop(subscription),
+            )
+        )
         self.persist(subscription)
 
     def want_broadcast(self, aor: str) -> None:
@@ -193,14 +220,19 @@ class ScaCore:
         """
         subscription.state = state
         subscription.expires_at = expires_at
+        log_subscription(subscription, state.header_value)
         if send:
             self.notify(subscription, now)
         self.forget(subscription.key)
 
-    def end_line_seize(self, aor: str, contact: str, now: float) -> bool:
-        """Terminate ``contact``'s active line-seize on ``aor`` with ``noresource``."""
+    def end_line_seize(self, aor: str, contact: str, now: float, *, index: int = 0) -> bool:
+        """Terminate ``contact``'s active line-seize on ``aor`` with ``noresource``: the one
+        of appearance ``index`` (0: whichever it has). A call on index 1 leaves a seize of
+        index 2 alone (Kamailio ends it: that appearance then stays seized until its TTL)."""
         subscription = self.subscriptions.get((aor, ScaEvent.LINE_SEIZE, contact))
         if subscription is None or subscription.state.is_terminated:
+            return False
+        if index and subscription.index and subscription.index != index:
             return False
         self.terminate(subscription, SubscriptionState.TERMINATED_NORESOURCE, now)
         return True

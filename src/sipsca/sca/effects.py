@@ -33,14 +33,16 @@ class SendNotify:
     """Send ``request`` (a complete NOTIFY without Via) in the subscription's dialog.
 
     The runtime prepends its own Via (new branch), sends it through a client
-    transaction toward the first Route or the Request-URI (over ``flow`` when that
-    connection is still open) and reports the outcome with
-    ``ScaEngine.on_notify_result(key, cseq, status)``.
+    transaction toward ``next_hop`` (over ``flow`` when that connection is still open)
+    and reports the outcome with ``ScaEngine.on_notify_result(key, cseq, status)``.
     """
 
     key: SubscriptionKey
     request: SipRequest
     flow: str
+    next_hop: str
+    """The URI to resolve: the first route (a strict one is also the Request-URI) or the
+    subscriber's Contact (RFC 3261 8.1.2)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -100,7 +100,6 @@ class ScaEngine:
                 continue
             subscription.notify_cseq += CSEQ_RESTORE_GAP
             core.subscriptions.add(subscription)
-            core.dialog_start_cseq[subscription.key] = subscription.notify_cseq + 1
             core.persist(subscription)
         core.appearances.load(replace(a) for a in appearances)
         logger.info(
@@ -111,6 +110,10 @@ class ScaEngine:
         self._next_purge = now
 
     # -- queries ---------------------------------------------------------------------
+
+    def line_for_alias(self, uri_text: str) -> str | None:
+        """The line an alias (DID, number, other URI) of ``[[sca.lines]]`` stands for."""
+        return self._core.directory.alias_target(uri_text)
 
     def is_line(self, aor: str) -> bool:
         """A shared line: it has a subscription or an appearance, or is configured."""
@@ -165,7 +168,7 @@ class ScaEngine:
             return
         if now < self._next_purge:
             return
-        more = purge(self._core, now)
+        more = purge(self._core, now, ringing=self._calls.invite_pending)
         self._calls.expire(now)
         self._core.flush(now)
         self._next_purge = now if more else now + self._interval()
@@ -212,15 +215,27 @@ class ScaEngine:
         self._calls.on_response(response, request, now)
         self._core.flush(now)
 
+    def on_repeated_answer(self, response: SipResponse) -> None:
+        """A retransmitted 2xx to an INVITE goes upstream again: edited as the first copy
+        was (Kamailio runs every copy through its reply route)."""
+        self._calls.on_repeated_answer(response)
+
     def on_notify_result(
-        self, key: tuple[str, ScaEvent, str], cseq: int, status: int | None, *, now: float
+        self,
+        key: tuple[str, ScaEvent, str],
+        cseq: int,
+        status: int | None,
+        *,
+        now: float,
+        dialog: tuple[str, str] | None = None,
     ) -> None:
         """Outcome of a NOTIFY transaction (``status`` None: timeout or transport error).
 
         481 or a timeout means the subscriber no longer has the subscription (RFC 6665
-        4.2.2): it is removed at once. Other failures are only counted. Results for a
-        NOTIFY of a dialog that a re-SUBSCRIBE has since replaced are ignored (only
-        when ``cseq`` is given; 0 means "unknown" and is never filtered).
+        4.2.2): it is removed at once. Other failures are only counted. ``dialog`` is the
+        NOTIFY's (Call-ID, From-tag): a result for another dialog than the subscription's
+        (one a re-SUBSCRIBE replaced, or an ended subscription whose key a new one took
+        meanwhile) is ignored; None means "unknown" and is never filtered.
         """
         core = self._core
         if status is not None and 200 <= status < 300:
@@ -231,8 +246,8 @@ class ScaEngine:
         subscription = core.subscriptions.get(key)
         if subscription is None:
             return
-        if cseq > 0 and cseq < core.dialog_start_cseq.get(key, 0):
-            return  # a NOTIFY of a dialog that a re-SUBSCRIBE has replaced
+        if dialog is not None and dialog != (subscription.call_id, subscription.to_tag):
+            return  # a late result of another dialog: says nothing of this one
         logger.info(
             "NOTIFY %d to %s failed (%s): %s subscription removed",
             cseq,
@@ -241,7 +256,6 @@ class ScaEngine:
             subscription.event.value,
         )
         core.subscriptions.remove(key)
-        core.dialog_start_cseq.pop(key, None)
         core.forget(key)
 
     # -- RPC -------------------------------------------------------------------------

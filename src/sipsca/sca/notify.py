@@ -56,6 +56,19 @@ def _route_set(subscription: Subscription) -> tuple[str, list[str]]:
     return first.uri_text, [*routes[1:], f"<{target}>"]
 
 
+def next_hop(subscription: Subscription) -> str:
+    """Where the subscription's NOTIFYs go first (RFC 3261 8.1.2): the first Record-Route
+    value, loose or strict (a strict one is the NOTIFY's Request-URI, 12.2.1.1), else the
+    subscriber's Contact."""
+    if not subscription.record_route:
+        return subscription.subscriber
+    routes = split_values(subscription.record_route)
+    try:
+        return parse_name_addr(routes[0], "Route").uri_text
+    except RemoteProtocolError:
+        return subscription.subscriber
+
+
 def build_notify(
     subscription: Subscription,
     *,

@@ -73,7 +73,19 @@ class SubscriptionStore:
         return aor in self._events_of_line
 
     def count(self, event: ScaEvent) -> int:
-        return sum(len(b) for (_, ev), b in self._by_line.items() if ev is event)
+        """Subscriptions of ``event`` that are not terminated.
+
+        Terminated ones (unsubscribed, deactivated, used up) stay stored until the next
+        purge but are no longer subscriptions (RFC 6665): ``sca.subscription_count`` and
+        the ``sipsca_subscriptions_active`` gauge leave them out. ``len()`` counts all.
+        """
+        return sum(
+            1
+            for (_, ev), bucket in self._by_line.items()
+            if ev is event
+            for s in bucket.values()
+            if not s.state.is_terminated
+        )
 
     def all(self) -> list[Subscription]:
         return list(self)

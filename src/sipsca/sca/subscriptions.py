@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from sipsca.errors import RemoteProtocolError
 from sipsca.sca.aor import truncate_aor
 from sipsca.sca.call_info import scan_call_info
-from sipsca.sca.core import ScaCore
+from sipsca.sca.core import ScaCore, log_subscription
 from sipsca.sca.model import (
     Appearance,
     AppearanceState,
@@ -228,7 +228,6 @@ def _update(
         subscription.call_id = parsed.call_id
         subscription.from_tag = parsed.from_tag
         subscription.to_tag = tag
-        core.dialog_start_cseq[subscription.key] = subscription.notify_cseq + 1
     subscription.expires_at = int(now) + parsed.expires
     subscription.state = (
         SubscriptionState.ACTIVE if parsed.expires > 0 else SubscriptionState.TERMINATED
@@ -247,6 +246,8 @@ def _update(
 def _finish(core: ScaCore, subscription: Subscription, now: float, stored: bool) -> None:
     """Persist or forget the subscription, then send its own NOTIFY."""
     if subscription.state.is_terminated:
+        if stored:
+            log_subscription(subscription, "unsubscribed")
         core.notify(subscription, now)
         if stored:
             core.forget(subscription.key)
@@ -273,12 +274,13 @@ def _call_info(
         subscription = _new_subscription(core, parsed, tag, now, flow)
         if parsed.expires > 0:
             core.subscriptions.add(subscription)
-            logger.info("call-info subscription %s -> %s created", parsed.contact, parsed.aor)
+            log_subscription(subscription, "created")
         _finish(core, subscription, now, stored=False)
         return reply
     # An out-of-dialog SUBSCRIBE from a Contact that is already subscribed: the phone
     # rebooted, so whatever it owned is gone (Kamailio's rule, §2.4).
     _update(core, existing, parsed, tag, now, flow)
+    log_subscription(existing, "re-subscribed in a new dialog")
     for appearance in core.appearances.owned_by(parsed.aor, parsed.contact):
         core.appearances.release(appearance.aor, appearance.index)
     _finish(core, existing, now, stored=True)
@@ -384,6 +386,7 @@ def _line_seize(
     if existing is None:
         subscription = _new_subscription(core, parsed, tag, now, flow)
         core.subscriptions.add(subscription)
+        log_subscription(subscription, f"created (index {appearance.index})")
     else:
         subscription = existing
         _update(core, subscription, parsed, tag, now, flow)

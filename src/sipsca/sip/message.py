@@ -345,6 +345,13 @@ class SipResponse(SipMessage):
 
 
 _RESPONSE_COPIED = frozenset(("via", "from", "to", "call-id", "cseq"))
+# RFC 3261 12.1.1: a UAS copies Record-Route into a dialog-creating 18x/2xx; Kamailio's
+# replies copy it into every 180-299 (build_res_buf_from_sip_req), so do we.
+_DIALOG_RESPONSE_COPIED = _RESPONSE_COPIED | {"record-route"}
+
+
+def _copied(status: int) -> frozenset[str]:
+    return _DIALOG_RESPONSE_COPIED if 180 <= status < 300 else _RESPONSE_COPIED
 
 
 def make_response(
@@ -356,16 +363,18 @@ def make_response(
     extra: list[tuple[str, str]] | None = None,
     body: bytes = b"",
 ) -> SipResponse:
-    """Build a response to ``request`` (RFC 3261 8.2.6.2): Via/From/To/Call-ID/CSeq copied.
+    """Build a response to ``request`` (RFC 3261 8.2.6.2): Via/From/To/Call-ID/CSeq copied,
+    and Record-Route too for 180-299 (12.1.1).
 
     ``to_tag`` is added to To when the request had none (never for 100 Trying). The copied
     fields keep their received text, so Via values go back byte for byte (17.1.3 matching).
     """
     src = request.headers
+    copied = _copied(status)
     keys: list[str] = []
     fields = []
     for key, fld in zip(src._keys, src._fields, strict=True):
-        if key in _RESPONSE_COPIED:
+        if key in copied:
             if (
                 key == "to"
                 and to_tag
@@ -387,13 +396,15 @@ def response_bytes(
     """The wire bytes of :func:`make_response` without building a response object.
 
     For the stateless fast paths (OPTIONS pings, overload 503s), which never look at the
-    response again: Via/From/To/Call-ID/CSeq exactly as received (To gets ``to_tag`` when
-    it has none), then ``tail`` (complete ``"Name: value\r\n"`` lines) and an empty body.
+    response again: Via/From/To/Call-ID/CSeq (and Record-Route for 180-299) exactly as
+    received (To gets ``to_tag`` when it has none), then ``tail`` (complete
+    ``"Name: value\r\n"`` lines) and an empty body.
     """
     out = [f"SIP/2.0 {status} {reason}\r\n"]
     src = request.headers
+    copied = _copied(status)
     for key, (name, value, raw) in zip(src._keys, src._fields, strict=True):
-        if key in _RESPONSE_COPIED:
+        if key in copied:
             if (
                 key == "to"
                 and to_tag
