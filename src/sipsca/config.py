@@ -60,8 +60,8 @@ class TransactionConfig:
     """T2: longest retransmission interval of non-INVITE requests and INVITE responses."""
     t4: float = 5.0
     """T4: how long a message may stay in the network (wait times of completed transactions)."""
-    timer_c: float = 180.0
-    """Proxy INVITE timer C (RFC 3261 16.6 step 11), > 3 minutes recommended."""
+    timer_c: float = 185.0
+    """Proxy INVITE timer C (RFC 3261 16.6 step 11: it MUST be larger than 3 minutes)."""
 
 
 @dataclass(frozen=True, slots=True)

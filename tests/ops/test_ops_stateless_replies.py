@@ -10,7 +10,10 @@ the stateful pipeline's answer.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+
+import pytest
 
 from sipsca.runtime.app import SipApplication
 
@@ -104,3 +107,55 @@ async def test_what_the_stateless_path_leaves_gets_the_stateful_answer(
             b"SIP/2.0 481 Call Leg/Transaction Does Not Exist",
         ]
     ), starts
+
+
+async def test_acks_are_never_answered_nor_crash(
+    inprocess_app: SipApplication, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A malformed ACK gets no 400 (RFC 3261 17.2.1: an ACK is never answered), and an ACK
+    with Max-Forwards 0 along our route is dropped quietly (there is nobody to answer 483
+    to), not an internal error per packet."""
+    app = inprocess_app
+    server_port = app.transports.listeners[0].port
+    bad_cseq = _request("ACK", server_port, tag="cs").replace(b"CSeq: 2 ACK", b"CSeq: 2 INVITE")
+    route = f"Route: <sip:{HOST}:{server_port};lr>\r\n".encode()
+    no_hops = (
+        _request("ACK", server_port, tag="mf")
+        .replace(f"ACK sip:{HOST}:{server_port}".encode(), f"ACK sip:b@{HOST}:9".encode())
+        .replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 0\r\n" + route)
+    )
+    caplog.set_level("INFO")
+    assert await _exchange(app, [bad_cseq, no_hops]) == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_2xx_retransmission_goes_to_the_callers_rport(
+    inprocess_app: SipApplication,
+) -> None:
+    """A 2xx relayed statelessly (its call's context is gone) goes where the caller's Via
+    says by received/rport (RFC 3581), not to its sent-by: a phone behind NAT gets it."""
+    app = inprocess_app
+    server_port = app.transports.listeners[0].port
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind((HOST, 0))
+    phone.setblocking(False)
+    port = phone.getsockname()[1]
+    ok = (
+        "SIP/2.0 200 OK\r\n"
+        f"Via: SIP/2.0/UDP {HOST}:{server_port};branch=z9hG4bK-ours;rport\r\n"
+        f"Via: SIP/2.0/UDP 192.0.2.77:5999;branch=z9hG4bK-caller;rport={port};received={HOST}\r\n"
+        f"From: <sip:a@{HOST}>;tag=fa\r\n"
+        f"To: <sip:b@{HOST}>;tag=tb\r\n"
+        f"Call-ID: stray-2xx@{HOST}\r\n"
+        "CSeq: 1 INVITE\r\n"
+        f"Contact: <sip:b@{HOST}:9>\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    try:
+        phone.sendto(ok, (HOST, server_port))
+        relayed = await asyncio.wait_for(loop.sock_recv(phone, 65535), 2.0)
+    finally:
+        phone.close()
+    assert relayed.startswith(b"SIP/2.0 200 OK\r\n")
+    assert b"z9hG4bK-ours" not in relayed and b"z9hG4bK-caller" in relayed

@@ -23,6 +23,14 @@ async def established(server: ProxyServer, phones: Any) -> tuple[Phone, Phone, A
     return a, b, call
 
 
+async def test_relayed_responses_keep_their_headers(server: ProxyServer, phones: Any) -> None:
+    """A relayed response is the callee's: the proxy adds no ``Server`` header to it (only
+    to the replies it makes itself, like the 100 Trying)."""
+    _a, _b, call = await established(server, phones)
+    assert call.final is not None
+    assert call.final.headers.get("server") is None
+
+
 async def test_strict_router_compat(server: ProxyServer, phones: Any) -> None:
     """An RFC 2543 strict router upstream puts our Record-Route URI in the Request-URI and
     the remote target in Route: we restore the Request-URI from the last Route value and

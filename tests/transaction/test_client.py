@@ -181,14 +181,14 @@ def test_timer_c_restarts_on_provisional_and_guards_with_b() -> None:
     layer = make_layer(timer_c=True)
     key, req = start(layer, dest=TCP_PEER)
     layer.receive_response(response(req, 100), source=TCP_PEER, now=10.0)
-    assert layer.get_timer() == 180.0  # 100 Trying does not restart C (16.7 step 2)
+    assert layer.get_timer() == 185.0  # 100 Trying does not restart C (16.7 step 2)
     layer.receive_response(response(req, 180), source=TCP_PEER, now=20.0)
-    assert layer.get_timer() == 200.0
+    assert layer.get_timer() == 205.0
     drain(layer)
-    log = fire_timers(layer, 200.0)
+    log = fire_timers(layer, 205.0)
     assert log[0][2] == [TransactionTimedOut(key=key, server=False, timer="C")]
     assert layer.client_state(key) == "proceeding"
-    assert layer.get_timer() == 232.0  # 9.1 guard: B = 64*T1
+    assert layer.get_timer() == 237.0  # 9.1 guard: B = 64*T1
     log = fire_timers(layer, 1000.0)
     assert log[0][2] == [
         TransactionTimedOut(key=key, server=False, timer="B"),

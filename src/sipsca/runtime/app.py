@@ -303,7 +303,7 @@ class SipApplication:
                 self.tl.receive_response(msg, source=flow, now=self.clock.monotonic())
         except RemoteProtocolError as exc:
             self.metrics.parse_error(flow.transport)
-            if isinstance(msg, SipRequest):
+            if isinstance(msg, SipRequest) and msg.method != "ACK":  # ACKs are never answered
                 self._reject_unparsable(data, flow, exc)
         self.pump()
 

@@ -16,7 +16,7 @@ from sipsca.proxy.context import ContextAction, ResponseContext
 from sipsca.proxy.route import compute_branch, make_cancel, next_hop, prepare_forward, strip_own_via
 from sipsca.sip.address import Flow
 from sipsca.sip.message import SipRequest, SipResponse, make_response
-from sipsca.transaction import response_destination
+from sipsca.transaction import stateless_response_destination
 
 if TYPE_CHECKING:
     from sipsca.runtime.app import SipApplication
@@ -165,6 +165,8 @@ class ProxyCore:
         """End-to-end ACK for a 2xx: forwarded without a transaction (RFC 3261 16.11)."""
         app = self.app
         try:
+            if request.max_forwards == 0:
+                return  # nobody to answer 483 to: an ACK is dropped
             dest = app.resolver.resolve_now(next_hop(request))
         except RemoteProtocolError:
             return
@@ -254,7 +256,8 @@ class ProxyCore:
             via = response.top_via
         except RemoteProtocolError:
             return
-        dest = response_destination(via, Flow(via.transport.lower(), via.host, via.port or 5060))
+        # received/rport of the caller's Via (RFC 3581), as the server transaction did
+        dest = stateless_response_destination(via)
         self.app.sca.on_repeated_answer(response)
         self.app.tl.send_stateless(response, destination=dest)
 
@@ -269,7 +272,7 @@ class ProxyCore:
                     app.sca.on_response(upstream, fwd.sca_request, now=app.clock.time())
                 else:
                     app.sca.on_repeated_answer(upstream)
-            app.router.send_reply(upstream, fwd.key)
+            app.tl.send_response(upstream, now=app.clock.monotonic(), key=fwd.key)
         if action.done:
             _stop_timer_c(fwd)
         if fwd.context.finished:
