@@ -170,7 +170,9 @@ class ProxyConfig:
     static_routes: tuple[tuple[str, str], ...] = ()
     """(domain, ``transport:host:port``) next hops for non-local domains."""
     unknown_user_status: int = 404
-    """Reply for a local user with no binding (404, or 480 for a known subscriber)."""
+    """Reply for a local user with no binding: 404 ``Not Found`` (the sample config's), or
+    480 ``Temporarily Unavailable`` for every such user (sipsca does not look the user up
+    first: a 404/480 split would tell a scanner which users exist)."""
 
 
 @dataclass(frozen=True, slots=True)

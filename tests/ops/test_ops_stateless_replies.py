@@ -1,4 +1,5 @@
-"""Replies sent without a transaction, as Kamailio's sample config sends them with ``sl``.
+"""Replies sent without a transaction, as Kamailio's sample config sends them with ``sl``
+(and the STUN answers to outbound keep-alives on the SIP port).
 
 An OPTIONS ping to the server and an in-dialog request to the server for no dialog (the
 BYE of a call a 503 ended) are answered at once and leave nothing behind: a transaction
@@ -10,12 +11,15 @@ the stateful pipeline's answer.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
+import struct
 
 import pytest
 
 from sipsca.runtime.app import SipApplication
+from sipsca.runtime.stun import MAGIC, binding_response, is_stun
 
 HOST = "127.0.0.1"
 
@@ -159,3 +163,48 @@ async def test_a_2xx_retransmission_goes_to_the_callers_rport(
         phone.close()
     assert relayed.startswith(b"SIP/2.0 200 OK\r\n")
     assert b"z9hG4bK-ours" not in relayed and b"z9hG4bK-caller" in relayed
+
+
+def _xor_mapped(response: bytes) -> tuple[str, int]:
+    """Decode the XOR-MAPPED-ADDRESS of a STUN Binding success response (RFC 5389 15.2)."""
+    assert response[:2] == b"\x01\x01" and response[4:8] == MAGIC
+    attr_type, length = struct.unpack_from("!HH", response, 20)
+    assert attr_type == 0x0020
+    family, xport = struct.unpack_from("!xBH", response, 24)
+    raw = response[28 : 24 + length]
+    mask = MAGIC if family == 1 else MAGIC + response[8:20]
+    host = ipaddress.ip_address(bytes(a ^ b for a, b in zip(raw, mask, strict=True)))
+    return str(host), xport ^ 0x2112
+
+
+@pytest.mark.parametrize("addr", [("127.0.0.1", 40000), ("2001:db8::7", 5060)])
+def test_stun_binding_response_maps_the_source(addr: tuple[str, int]) -> None:
+    request = struct.pack("!HH4s12s", 0x0001, 0, MAGIC, b"t" * 12)
+    assert is_stun(request)
+    response = binding_response(request, addr)
+    assert response is not None and response[8:20] == b"t" * 12
+    assert _xor_mapped(response) == addr
+    indication = struct.pack("!HH4s12s", 0x0011, 0, MAGIC, b"t" * 12)
+    assert binding_response(indication, addr) is None
+    assert not is_stun(b"OPTIONS sip:x SIP/2.0\r\n\r\n")
+
+
+async def test_outbound_keep_alive_on_the_sip_port_is_answered(
+    inprocess_app: SipApplication,
+) -> None:
+    """RFC 5626 4.4.1 / 8: a phone using outbound (our 200 to its REGISTER says Require:
+    outbound) sends STUN Binding requests to the SIP port and re-registers when none is
+    answered; the server answers with the address it sees, and SIP goes on."""
+    server_port = inprocess_app.transports.listeners[0].port
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind((HOST, 0))
+    phone.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        phone.sendto(struct.pack("!HH4s12s", 1, 0, MAGIC, b"k" * 12), (HOST, server_port))
+        response = await asyncio.wait_for(loop.sock_recv(phone, 2048), 2.0)
+        assert _xor_mapped(response) == phone.getsockname()
+    finally:
+        phone.close()
+    replies = await _exchange(inprocess_app, [_request("BYE", server_port, tag="after")])
+    assert replies and replies[0].startswith(b"SIP/2.0 404 Not here")

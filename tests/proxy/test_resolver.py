@@ -1,6 +1,18 @@
-"""Next-hop resolution without I/O (``runtime.resolver.Resolver.resolve_now``)."""
+"""Next-hop resolution: without I/O (``Resolver.resolve_now``), and RFC 3263 look-ups
+(NAPTR, SRV, A/AAAA, getaddrinfo) against a fake name server: no network is used."""
 
 from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+import socket
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import dns.resolver
+import dns.rrset
 
 from sipsca.runtime.resolver import Resolver
 from sipsca.sip.address import Flow
@@ -31,3 +43,365 @@ def test_a_literal_next_hop_is_one_shared_flow() -> None:
     again = resolver.resolve_now(parse_uri("sip:other@192.0.2.1:5062;lr"))
     assert first is not None and first is again
     assert resolver.resolve_now(parse_uri("sip:a@192.0.2.1:5063")) is not first
+
+
+# --- RFC 3263 look-ups (``Resolver._lookup``) against a fake name server ---------------------
+
+NAPTR = "NAPTR"
+
+
+class FakeDns:
+    """A name server from a dict ``{(absolute name, rdtype): [record text, ...]}``.
+
+    A name absent from every key does not exist (NXDOMAIN), a present name without the type
+    has no answer; names in ``timeouts`` time out. Every query is recorded, in order.
+    """
+
+    def __init__(
+        self,
+        zone: dict[tuple[str, str], list[str]],
+        *,
+        ttl: int = 300,
+        ttls: dict[tuple[str, str], int] | None = None,
+        timeouts: tuple[str, ...] = (),
+    ) -> None:
+        self.zone = zone
+        self.ttl = ttl
+        self.ttls = ttls or {}
+        self.timeouts = timeouts
+        self.queries: list[tuple[str, str]] = []
+
+    def resolve(
+        self, qname: str, rdtype: str, *, lifetime: float | None = None, search: bool | None = None
+    ) -> Any:
+        assert qname.endswith("."), qname  # absolute: no search list
+        assert search is False and lifetime is not None
+        self.queries.append((qname, rdtype))
+        if qname in self.timeouts:
+            raise dns.resolver.LifetimeTimeout(timeout=2.0, errors=[])
+        records = self.zone.get((qname, rdtype))
+        if records is None:
+            if any(name == qname for name, _ in self.zone):
+                raise dns.resolver.NoAnswer()
+            raise dns.resolver.NXDOMAIN()
+        ttl = self.ttls.get((qname, rdtype), self.ttl)
+        return SimpleNamespace(rrset=dns.rrset.from_text(qname, ttl, "IN", rdtype, *records))
+
+
+class FixedRandom(random.Random):
+    """``randint`` answers from a list (RFC 2782 weighted selection made predictable)."""
+
+    def __init__(self, *points: int) -> None:
+        super().__init__(0)
+        self.points = list(points)
+
+    def randint(self, a: int, b: int) -> int:
+        point = self.points.pop(0) if self.points else a
+        assert a <= point <= b
+        return point
+
+
+def no_getaddrinfo(*args: Any, **kwargs: Any) -> list[Any]:
+    raise AssertionError(f"getaddrinfo{args} must not be called")
+
+
+def hosts_file(table: dict[str, list[str]]) -> Any:
+    """A ``getaddrinfo`` answering from ``{name: [address, ...]}`` (like /etc/hosts)."""
+    calls: list[str] = []
+
+    def getaddrinfo(host: str, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        calls.append(host)
+        if host not in table:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        out = []
+        for address in table[host]:
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            sockaddr = (address, 0, 0, 0) if family == socket.AF_INET6 else (address, 0)
+            out.append((family, socket.SOCK_DGRAM, 17, "", sockaddr))
+        return out
+
+    getaddrinfo.calls = calls  # type: ignore[attr-defined]
+    return getaddrinfo
+
+
+def lookup(
+    fake: FakeDns, uri: str, *, rng: random.Random | None = None, getaddrinfo: Any = None
+) -> tuple[Flow | None, float]:
+    resolver = Resolver(dns_client=fake, getaddrinfo=getaddrinfo or no_getaddrinfo, rng=rng)
+    return resolver._lookup(*Resolver.lookup_key(parse_uri(uri)))
+
+
+EXAMPLE = {
+    ("example.com.", NAPTR): [
+        '20 10 "s" "SIP+D2U" "" _sip._udp.example.com.',
+        '10 20 "s" "SIPS+D2T" "" _sips._tcp.example.com.',
+        '10 10 "s" "SIP+D2T" "" _sip._tcp.example.com.',
+        '5 10 "s" "SIP+D2S" "" _sip._sctp.example.com.',  # SCTP: not supported
+        '5 10 "u" "E2U+sip" "!^.*$!sip:info@example.com!" .',  # ENUM: not a SIP service
+    ],
+    ("_sip._tcp.example.com.", "SRV"): ["10 60 5070 sip1.example.com."],
+    ("_sips._tcp.example.com.", "SRV"): ["10 60 5071 sip1.example.com."],
+    ("_sip._udp.example.com.", "SRV"): ["10 60 5072 sip1.example.com."],
+    ("sip1.example.com.", "A"): ["192.0.2.10"],
+}
+
+
+def test_naptr_then_srv_then_a() -> None:
+    """No transport nor port: NAPTR picks the service (lowest order, then preference, among
+    SIP+D2U / SIP+D2T / SIPS+D2T), its SRV gives the port, A the address (RFC 3263 4)."""
+    fake = FakeDns(EXAMPLE)
+    flow, _ = lookup(fake, "sip:bob@example.com")
+    assert flow == Flow("tcp", "192.0.2.10", 5070)
+    assert fake.queries == [
+        ("example.com.", "NAPTR"),
+        ("_sip._tcp.example.com.", "SRV"),
+        ("sip1.example.com.", "A"),
+    ]
+
+
+def test_naptr_for_a_sips_uri_takes_only_sips_over_tls() -> None:
+    fake = FakeDns(EXAMPLE)
+    flow, _ = lookup(fake, "sips:bob@example.com")
+    assert flow == Flow("tls", "192.0.2.10", 5071)
+    assert fake.queries[1] == ("_sips._tcp.example.com.", "SRV")
+
+
+def test_without_tls_dns_never_chooses_tls_for_a_sip_uri() -> None:
+    """A server without TLS listener (and so without TLS client) skips ``SIPS+D2T`` and
+    ``_sips._tcp`` for a ``sip:`` URI."""
+    zone = dict(EXAMPLE)
+    zone[("example.com.", NAPTR)] = ['10 10 "s" "SIPS+D2T" "" _sips._tcp.example.com.']
+    zone[("example.com.", "A")] = ["192.0.2.1"]
+    with_tls = Resolver(dns_client=FakeDns(zone), getaddrinfo=no_getaddrinfo)
+    without = Resolver(dns_client=FakeDns(zone), getaddrinfo=no_getaddrinfo, tls=False)
+    key = Resolver.lookup_key(parse_uri("sip:bob@example.com"))
+    assert with_tls._lookup(*key)[0] == Flow("tls", "192.0.2.10", 5071)
+    assert without._lookup(*key)[0] == Flow("udp", "192.0.2.10", 5072)  # SRV, no NAPTR left
+
+
+def test_naptr_service_without_srv_records_tries_the_next_one() -> None:
+    zone = {k: v for k, v in EXAMPLE.items() if k[0] != "_sip._tcp.example.com."}
+    zone[("_sips._tcp.example.com.", "SRV")] = ["10 0 5061 ."]  # "decidedly not available"
+    fake = FakeDns(zone)
+    flow, _ = lookup(fake, "sip:bob@example.com")
+    assert flow == Flow("udp", "192.0.2.10", 5072)  # order 20: the last usable service
+
+
+def test_without_naptr_srv_is_asked_for_udp_then_tcp_then_tls() -> None:
+    fake = FakeDns(
+        {
+            ("example.net.", "A"): ["192.0.2.99"],
+            ("_sip._tcp.example.net.", "SRV"): ["10 0 5080 pbx.example.net."],
+            ("pbx.example.net.", "A"): ["192.0.2.20"],
+        }
+    )
+    flow, _ = lookup(fake, "sip:bob@example.net")
+    assert flow == Flow("tcp", "192.0.2.20", 5080)
+    assert fake.queries == [
+        ("example.net.", "NAPTR"),
+        ("_sip._udp.example.net.", "SRV"),
+        ("_sip._tcp.example.net.", "SRV"),
+        ("pbx.example.net.", "A"),
+    ]
+
+
+def test_without_naptr_and_srv_a_record_on_the_default_port() -> None:
+    fake = FakeDns({("example.net.", "A"): ["192.0.2.99"]})
+    assert lookup(fake, "sip:bob@example.net")[0] == Flow("udp", "192.0.2.99", 5060)
+    assert lookup(fake, "sips:bob@example.net")[0] == Flow("tls", "192.0.2.99", 5061)
+
+
+def test_aaaa_when_there_is_no_a_record() -> None:
+    fake = FakeDns({("v6.example.net.", "AAAA"): ["2001:db8::5"]})
+    assert lookup(fake, "sip:bob@v6.example.net:5090")[0] == Flow("udp", "2001:db8::5", 5090)
+    assert fake.queries == [("v6.example.net.", "A"), ("v6.example.net.", "AAAA")]
+
+
+def test_explicit_transport_skips_naptr_and_asks_srv_of_that_transport() -> None:
+    fake = FakeDns(EXAMPLE)
+    flow, _ = lookup(fake, "sip:bob@example.com;transport=udp")
+    assert flow == Flow("udp", "192.0.2.10", 5072)
+    assert fake.queries[0] == ("_sip._udp.example.com.", "SRV")
+    fake = FakeDns({("example.org.", "A"): ["192.0.2.30"]})
+    assert lookup(fake, "sip:bob@example.org;transport=TCP")[0] == Flow("tcp", "192.0.2.30", 5060)
+    assert fake.queries == [("_sip._tcp.example.org.", "SRV"), ("example.org.", "A")]
+
+
+def test_explicit_port_asks_only_for_addresses() -> None:
+    """A port in the URI: no NAPTR nor SRV (RFC 3263 4.2); UDP for sip:, TLS for sips:."""
+    fake = FakeDns(EXAMPLE | {("example.com.", "A"): ["192.0.2.1"]})
+    assert lookup(fake, "sip:bob@example.com:5099")[0] == Flow("udp", "192.0.2.1", 5099)
+    assert lookup(fake, "sips:bob@example.com:5099")[0] == Flow("tls", "192.0.2.1", 5099)
+    assert lookup(fake, "sip:bob@x;maddr=example.com;transport=tcp")[0] == Flow(
+        "tcp", "192.0.2.10", 5070
+    )
+    assert {rdtype for _, rdtype in fake.queries[:2]} == {"A"}
+
+
+def test_srv_lowest_priority_first_whatever_the_weights() -> None:
+    fake = FakeDns(
+        {
+            ("_sip._udp.example.com.", "SRV"): [
+                "20 1000 5062 backup.example.com.",
+                "10 0 5061 primary.example.com.",
+            ],
+            ("primary.example.com.", "A"): ["192.0.2.1"],
+            ("backup.example.com.", "A"): ["192.0.2.2"],
+        }
+    )
+    flow, _ = lookup(fake, "sip:bob@example.com;transport=udp")
+    assert flow == Flow("udp", "192.0.2.1", 5061)
+
+
+def test_srv_weights_choose_within_a_priority() -> None:
+    """RFC 2782: weight-0 records first in the running sum, then the first record whose
+    running sum reaches a random number in 0..sum."""
+    zone = {
+        ("_sip._udp.example.com.", "SRV"): [
+            "10 0 5060 zero.example.com.",
+            "10 10 5060 light.example.com.",
+            "10 90 5060 heavy.example.com.",
+        ],
+        ("zero.example.com.", "A"): ["192.0.2.1"],
+        ("light.example.com.", "A"): ["192.0.2.2"],
+        ("heavy.example.com.", "A"): ["192.0.2.3"],
+    }
+    chosen = {}
+    for point in (0, 1, 10, 11, 100):
+        flow, _ = lookup(FakeDns(zone), "sip:b@example.com;transport=udp", rng=FixedRandom(point))
+        assert flow is not None
+        chosen[point] = flow.host
+    assert chosen == {
+        0: "192.0.2.1",
+        1: "192.0.2.2",
+        10: "192.0.2.2",
+        11: "192.0.2.3",
+        100: "192.0.2.3",
+    }
+
+
+def test_srv_target_without_address_falls_to_the_next_record() -> None:
+    fake = FakeDns(
+        {
+            ("_sip._udp.example.com.", "SRV"): ["10 0 5061 gone.example.com.", "20 0 5062 up.x."],
+            ("up.x.", "A"): ["192.0.2.7"],
+        }
+    )
+    flow, _ = lookup(fake, "sip:bob@example.com;transport=udp", getaddrinfo=hosts_file({}))
+    assert flow == Flow("udp", "192.0.2.7", 5062)
+
+
+def test_ttl_is_the_smallest_of_the_chain_and_bounded() -> None:
+    fake = FakeDns(EXAMPLE, ttl=900, ttls={("_sip._tcp.example.com.", "SRV"): 120})
+    assert lookup(fake, "sip:bob@example.com")[1] == 120.0
+    fake = FakeDns(EXAMPLE, ttl=0)
+    assert lookup(fake, "sip:bob@example.com")[1] == 1.0  # never cached for no time at all
+    fake = FakeDns(EXAMPLE, ttl=7 * 86400)
+    assert lookup(fake, "sip:bob@example.com")[1] == 3600.0
+
+
+def test_localhost_never_goes_to_dns() -> None:
+    """RFC 6761 6.3: ``localhost`` is loopback; its address comes from getaddrinfo (the
+    hosts file), the name servers are not asked. IPv4 is preferred."""
+    fake = FakeDns({})
+    hosts = hosts_file({"localhost": ["::1", "127.0.0.1"]})
+    flow, ttl = lookup(fake, "sip:bob@localhost:5099", getaddrinfo=hosts)
+    assert flow == Flow("udp", "127.0.0.1", 5099)
+    flow, _ = lookup(fake, "sip:bob@localhost", getaddrinfo=hosts)
+    assert flow == Flow("udp", "127.0.0.1", 5060)
+    assert fake.queries == []
+    assert ttl == 60.0
+
+
+def test_localhost_with_the_real_getaddrinfo() -> None:
+    """The system's own ``getaddrinfo`` resolves ``localhost`` (the end-to-end tests rely
+    on it) without any name server."""
+    resolver = Resolver(dns_client=FakeDns({}))
+    flow, _ = resolver._lookup(
+        *Resolver.lookup_key(parse_uri("sip:x@localhost:5099;transport=tcp"))
+    )
+    assert flow is not None and flow.port == 5099 and flow.transport == "tcp"
+    assert ipaddress.ip_address(flow.host).is_loopback
+
+
+def test_names_dns_does_not_know_come_from_getaddrinfo() -> None:
+    """dnspython does not read /etc/hosts: an NXDOMAIN name is looked up by getaddrinfo,
+    once (no SRV asked under a name that does not exist, RFC 8020)."""
+    fake = FakeDns({})
+    hosts = hosts_file({"pbx.lan": ["10.1.2.3"]})
+    flow, ttl = lookup(fake, "sip:bob@pbx.lan", getaddrinfo=hosts)
+    assert flow == Flow("udp", "10.1.2.3", 5060)
+    assert ttl == 60.0
+    assert fake.queries == [("pbx.lan.", "NAPTR")]
+    assert hosts.calls == ["pbx.lan"]
+
+
+def test_unknown_everywhere_is_a_bounded_negative_answer() -> None:
+    flow, ttl = lookup(FakeDns({}), "sip:bob@nowhere.invalid", getaddrinfo=hosts_file({}))
+    assert flow is None
+    assert 0 < ttl <= 60.0
+
+
+def test_dns_timeout_stops_asking_dns() -> None:
+    """A name server that does not answer is not asked again in the same look-up (each
+    query would wait its lifetime); getaddrinfo still may know the name; a failure is
+    retried after a few seconds."""
+    fake = FakeDns({}, timeouts=("slow.example.", "_sip._udp.slow.example."))
+    hosts = hosts_file({"slow.example": ["192.0.2.40"]})
+    assert lookup(fake, "sip:bob@slow.example", getaddrinfo=hosts)[0] == Flow(
+        "udp", "192.0.2.40", 5060
+    )
+    assert fake.queries == [("slow.example.", "NAPTR")]
+    flow, ttl = lookup(
+        FakeDns({}, timeouts=("slow.example.",)),
+        "sip:bob@slow.example:5070",
+        getaddrinfo=hosts_file({}),
+    )
+    assert flow is None and ttl == 5.0
+
+
+def test_without_name_servers_only_getaddrinfo_is_used() -> None:
+    resolver = Resolver(getaddrinfo=hosts_file({"pbx.lan": ["10.1.2.3"]}))
+    resolver._dns_ready = True  # as when /etc/resolv.conf lists no name server
+    flow, _ = resolver._lookup(*Resolver.lookup_key(parse_uri("sip:bob@pbx.lan:5070")))
+    assert flow == Flow("udp", "10.1.2.3", 5070)
+
+
+# --- asynchronous resolution and the cache ----------------------------------------------------
+
+
+async def test_resolve_caches_answers_and_shares_concurrent_lookups() -> None:
+    fake = FakeDns({("pbx.example.", "A"): ["192.0.2.50"]}, ttl=120)
+    resolver = Resolver(dns_client=fake, getaddrinfo=hosts_file({}))
+    uri = parse_uri("sip:bob@pbx.example:5070")
+    assert resolver.resolve_now(uri) is None and resolver.must_query(uri)
+    first, second = await asyncio.gather(resolver.resolve(uri), resolver.resolve(uri))
+    assert first == second == Flow("udp", "192.0.2.50", 5070)
+    assert fake.queries == [("pbx.example.", "A")]  # one look-up for both
+    assert resolver.resolve_now(uri) == first  # now on the fast path
+    assert not resolver.must_query(uri)
+    assert resolver.resolve_now(parse_uri("sip:carol@PBX.example.:5070")) == first
+    assert resolver.resolve_now(parse_uri("sip:bob@pbx.example:5071")) is None  # other port
+    expires, _ = resolver._cache[Resolver.lookup_key(uri)]
+    assert 118 < expires - time.monotonic() <= 120
+
+
+async def test_negative_answers_are_cached_too() -> None:
+    fake = FakeDns({})
+    resolver = Resolver(dns_client=fake, getaddrinfo=hosts_file({}))
+    uri = parse_uri("sip:bob@nowhere.invalid:5070")
+    assert await resolver.resolve(uri) is None
+    queries = len(fake.queries)
+    assert not resolver.must_query(uri)  # fails at once from now on
+    assert await resolver.resolve(uri) is None
+    assert len(fake.queries) == queries
+    expires, flow = resolver._cache[Resolver.lookup_key(uri)]
+    assert flow is None and expires - time.monotonic() <= 60.0
+    resolver.close()
+
+
+def test_static_routes_and_literals_need_no_query() -> None:
+    resolver = Resolver(static_routes=(("carrier.example", "udp:192.0.2.9:5070"),))
+    assert not resolver.must_query(parse_uri("sip:b@carrier.example"))
+    assert not resolver.must_query(parse_uri("sip:b@192.0.2.1"))
+    assert resolver.must_query(parse_uri("sip:b@other.example"))

@@ -342,3 +342,59 @@ async def test_sigterm_right_after_register_write_through(make_server: Any) -> N
         await asyncio.to_thread(srv.start)
         rows = await bindings(srv, f"sip:{user}@{srv.domain}")
         assert [row["contact"] for row in rows] == [f"sip:{user}@127.0.0.1:47001"]
+
+
+async def test_aor_of_another_domain_is_404(server: ProxyServer) -> None:
+    """RFC 3261 10.3 step 5: a REGISTER to us for an AoR in a domain we do not serve is
+    404, and nothing is bound."""
+    async with RawUdp(server.sip_addr) as udp:
+        aor = "sip:alice@evil.example"
+        req = build_request(
+            "REGISTER",
+            f"sip:{server.domain}",
+            via=udp.via,
+            from_=f"<{aor}>;tag={rand(8)}",
+            to=f"<{aor}>",
+            headers=[("Contact", f"<sip:alice@127.0.0.1:{udp.port}>")],
+        )
+        udp.send(req)
+        resp = await udp.response(req.call_id)
+    assert resp.status == 404, resp
+    assert await bindings(server, aor) == []
+
+
+async def test_unsupported_require_is_420(server: ProxyServer) -> None:
+    """RFC 3261 8.2.2.3: what we answer ourselves (REGISTER, OPTIONS to us) with a Require
+    option we do not support is 420 with Unsupported; a supported one is fine."""
+    async with RawUdp(server.sip_addr) as udp:
+        resp = await register(
+            udp,
+            server,
+            f"req-{rand(5)}",
+            [f"<sip:r@127.0.0.1:{udp.port}>"],
+            call_id=f"req-{rand(8)}",
+            cseq=1,
+            headers=[("Require", "foo, path")],
+        )
+        assert (resp.status, resp.headers.get("unsupported")) == (420, "foo")
+        options = build_request(
+            "OPTIONS",
+            f"sip:{server.domain}",
+            via=udp.via,
+            from_=f"<sip:x@{server.domain}>;tag={rand(8)}",
+            to=f"<sip:{server.domain}>",
+            headers=[("Require", "bar")],
+        )
+        udp.send(options)
+        resp = await udp.response(options.call_id)
+        assert (resp.status, resp.headers.get("unsupported")) == (420, "bar")
+        resp = await register(
+            udp,
+            server,
+            f"req-{rand(5)}",
+            [f"<sip:r@127.0.0.1:{udp.port}>"],
+            call_id=f"req-{rand(8)}",
+            cseq=1,
+            headers=[("Require", "path")],
+        )
+        assert resp.status == 200, resp

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from support import ProxyServer, RawUdp, build_request, rand
 
 from helpers.phone import Phone
@@ -287,3 +288,58 @@ async def test_stray_2xx_forwarding_needs_our_via(server: ProxyServer) -> None:
         got = await victim.wait(lambda m: getattr(m, "status", 0) == 200, 3.0, "2xx")
         assert got.headers.values("via") == [victim_via]
         assert sender.datagrams == []
+
+
+async def test_a_to_tag_alone_is_not_relayed(make_server: Any) -> None:
+    """With auth on, a request for another domain from a stranger is 403; adding a To-tag
+    must not turn it into an in-dialog request we relay (no route set: the sample config's
+    404 ``Not here``), or anyone could use the proxy (and its static routes) unchallenged."""
+    async with RawUdp(("127.0.0.1", 9)) as other:
+        srv = make_server(
+            {
+                "auth": {"mode": "digest"},
+                "proxy": {"static_routes": [["other.example", f"udp:127.0.0.1:{other.port}"]]},
+            }
+        )
+        async with RawUdp(srv.sip_addr) as udp:
+            for to_tag in ("", f";tag={rand(8)}"):
+                req = build_request(
+                    "MESSAGE",
+                    "sip:carol@other.example",
+                    via=udp.via,
+                    from_=f"<sip:mallory@elsewhere.example>;tag={rand(8)}",
+                    to=f"<sip:carol@other.example>{to_tag}",
+                    body=b"free call",
+                    content_type="text/plain",
+                )
+                udp.send(req)
+                resp = await udp.response(req.call_id)
+                assert (resp.status, resp.reason) == (
+                    (404, "Not here") if to_tag else (403, "Not relaying")
+                )
+            with pytest.raises(TimeoutError):
+                await other.request("MESSAGE", timeout=0.5)
+
+
+async def test_in_dialog_request_routed_to_us_and_for_us_is_ours(server: ProxyServer) -> None:
+    """A phone that sends its in-dialog SUBSCRIBE via its outbound proxy (Route: us) to
+    us: handled here (the SCA engine: 481 for an unknown dialog), not relayed to ourselves
+    (482 Loop Detected)."""
+    async with RawUdp(server.sip_addr) as udp:
+        aor = f"sip:line-{rand(5)}@{server.domain}"
+        req = build_request(
+            "SUBSCRIBE",
+            f"sip:127.0.0.1:{server.port}",
+            via=udp.via,
+            from_=f"<{aor}>;tag={rand(8)}",
+            to=f"<{aor}>;tag={rand(8)}",
+            headers=[
+                ("Route", RR.format(port=server.port)),
+                ("Event", "call-info"),
+                ("Expires", "60"),
+                ("Contact", f"<sip:m@127.0.0.1:{udp.port}>"),
+            ],
+        )
+        udp.send(req)
+        resp = await udp.response(req.call_id)
+    assert resp.status == 481, resp

@@ -159,3 +159,54 @@ def build_ok(req: Any, contact: str, body: bytes | None = None) -> Any:
     if sdp:
         extra.append(("Content-Type", "application/sdp"))
     return make_response(req, 200, "OK", to_tag=rand(8), extra=extra, body=sdp)
+
+
+async def test_tcp_phone_whose_connection_closed_is_reached_at_its_contact(
+    make_server: Any,
+) -> None:
+    """A phone registered over TCP is reached over its connection while it is open; once
+    the server closed it (idle timeout, restart), a new connection to the phone's ephemeral
+    source port reaches nobody, so the request goes to its Contact (where it listens)."""
+    received: list[bytes] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read(65535))
+        writer.close()
+
+    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
+    contact_port = listener.sockets[0].getsockname()[1]
+    srv = make_server({"server": {"tcp_idle_timeout": 0.5}})
+    try:
+        async with StreamClient(srv.sip_addr) as phone:
+            reg = build_request(
+                "REGISTER",
+                f"sip:{srv.domain}",
+                via=phone.via,
+                from_=f"<sip:bob@{srv.domain}>;tag={rand(8)}",
+                to=f"<sip:bob@{srv.domain}>",
+                headers=[("Contact", f"<sip:bob@127.0.0.1:{contact_port};transport=tcp>")],
+            )
+            phone.send(reg)
+            assert (await phone.response(reg.call_id)).status == 200
+            await asyncio.wait_for(phone.closed.wait(), 5)  # the server's idle timeout
+        async with StreamClient(srv.sip_addr) as caller:
+            msg = build_request(
+                "MESSAGE",
+                f"sip:bob@{srv.domain}",
+                via=caller.via,
+                from_=f"<sip:alice@{srv.domain}>;tag={rand(8)}",
+                to=f"<sip:bob@{srv.domain}>",
+                body=b"hi",
+                content_type="text/plain",
+            )
+            caller.send(msg)
+            for _ in range(50):
+                if received:
+                    break
+                await asyncio.sleep(0.1)
+        assert received and received[0].startswith(
+            f"MESSAGE sip:bob@127.0.0.1:{contact_port}".encode()
+        )
+    finally:
+        listener.close()
+        await listener.wait_closed()

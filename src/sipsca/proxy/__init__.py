@@ -4,7 +4,6 @@
 * :mod:`~sipsca.proxy.route` -- 16.4 route preprocessing, 16.6 forwarding, 16.7 Via
   removal, 9.1 CANCEL
 * :mod:`~sipsca.proxy.context` -- 16.7 response context and best-response selection
-* :mod:`~sipsca.proxy.targets` -- 16.5 target sets from registrar bindings
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from sipsca.proxy.route import (
     strip_own_via,
     via_is_mine,
 )
-from sipsca.proxy.targets import Target, TargetSet, ordered_targets
 from sipsca.proxy.validate import SIP_SCHEMES, check_request, is_loop
 
 __all__ = [
@@ -32,8 +30,6 @@ __all__ = [
     "SIP_SCHEMES",
     "ContextAction",
     "ResponseContext",
-    "Target",
-    "TargetSet",
     "build_via",
     "check_request",
     "compute_branch",
@@ -41,7 +37,6 @@ __all__ = [
     "is_myself_factory",
     "make_cancel",
     "next_hop",
-    "ordered_targets",
     "prepare_forward",
     "preprocess_routes",
     "record_route_values",

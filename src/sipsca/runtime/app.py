@@ -39,7 +39,7 @@ from sipsca.sip.address import Flow, parse_flow
 from sipsca.sip.fields import Via
 from sipsca.sip.message import SipRequest, SipResponse
 from sipsca.sip.parser import ParserLimits, parse_message
-from sipsca.sip.uri import parse_uri
+from sipsca.sip.uri import SipUri, parse_uri
 from sipsca.storage.base import Storage
 from sipsca.transaction import (
     CancelReceived,
@@ -168,7 +168,10 @@ class SipApplication:
             server_id=config.db.server_id,
             user_agent=config.server.user_agent,
         )
-        self.resolver = Resolver(config.proxy.static_routes)
+        self.resolver = Resolver(
+            config.proxy.static_routes,
+            tls=any(item.lower().startswith("tls:") for item in config.server.listen),
+        )
         self.transports = TransportManager(
             self.on_bytes,
             on_send_error=self.on_send_error,
@@ -269,6 +272,7 @@ class SipApplication:
         self._drain()
         await self.writeback.close()
         await self.transports.close()
+        self.resolver.close()
 
     # ------------------------------------------------------------------ input
     @property
@@ -473,21 +477,39 @@ class SipApplication:
         if dest is None:
             try:
                 hop = effect.next_hop
-                dest = self.resolver.resolve_now(
-                    request.ruri if hop == request.uri else parse_uri(hop)
-                )
+                uri = request.ruri if hop == request.uri else parse_uri(hop)
             except RemoteProtocolError:
-                dest = None
+                self._notify_unresolved(effect)
+                return
+            dest = self.resolver.resolve_now(uri)
+            if dest is None:
+                if self._loop is not None and self.resolver.must_query(uri):
+                    self.spawn(self._resolve_and_notify(effect, uri))  # a host name: DNS
+                else:
+                    self._notify_unresolved(effect)
+                return
+        self._send_notify_to(effect, dest)
+
+    async def _resolve_and_notify(self, effect: SendNotify, uri: SipUri) -> None:
+        dest = await self.resolver.resolve(uri)
         if dest is None:
-            logger.warning("cannot resolve NOTIFY destination %s", effect.next_hop)
-            self.sca.on_notify_result(
-                effect.key,
-                request.cseq.number,
-                None,
-                now=self.clock.time(),
-                dialog=(request.call_id, request.from_tag or ""),
-            )
-            return
+            self._notify_unresolved(effect)
+        else:
+            self._send_notify_to(effect, dest)
+
+    def _notify_unresolved(self, effect: SendNotify) -> None:
+        request = effect.request
+        logger.warning("cannot resolve NOTIFY destination %s", effect.next_hop)
+        self.sca.on_notify_result(
+            effect.key,
+            request.cseq.number,
+            None,
+            now=self.clock.time(),
+            dialog=(request.call_id, request.from_tag or ""),
+        )
+
+    def _send_notify_to(self, effect: SendNotify, dest: Flow) -> None:
+        request = effect.request
         request.headers.prepend("Via", self.router.via_value(dest, "z9hG4bK" + new_token()))
         key = self.send_request(request, dest)
         self.notifies[key] = (effect.key, request.cseq.number, request.call_id, request.from_tag)

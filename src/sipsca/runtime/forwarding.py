@@ -12,10 +12,12 @@ import logging
 from typing import TYPE_CHECKING
 
 from sipsca.errors import RemoteProtocolError
+from sipsca.proxy._hashing import local_tag
 from sipsca.proxy.context import ContextAction, ResponseContext
 from sipsca.proxy.route import compute_branch, make_cancel, next_hop, prepare_forward, strip_own_via
 from sipsca.sip.address import Flow
 from sipsca.sip.message import SipRequest, SipResponse, make_response
+from sipsca.sip.uri import SipUri
 from sipsca.transaction import stateless_response_destination
 
 if TYPE_CHECKING:
@@ -30,7 +32,16 @@ logger = logging.getLogger(__name__)
 class _Forwarded:
     """A proxied server transaction."""
 
-    __slots__ = ("answered", "context", "key", "request", "sca", "sca_request", "timer_c")
+    __slots__ = (
+        "answered",
+        "context",
+        "key",
+        "request",
+        "resolving",
+        "sca",
+        "sca_request",
+        "timer_c",
+    )
 
     def __init__(
         self,
@@ -48,6 +59,8 @@ class _Forwarded:
         self.timer_c: asyncio.TimerHandle | None = None
         self.answered: set[str] = set()
         """To-tags of the 2xx already seen: a retransmitted 2xx is relayed, not re-tracked."""
+        self.resolving = False
+        """DNS is being asked for a next hop: no branch exists yet (see ``relay``)."""
 
 
 def _stop_timer_c(fwd: _Forwarded) -> None:
@@ -99,17 +112,92 @@ class ProxyCore:
                 "SUBSCRIBE",
                 "REFER",
             )
+        dests: list[Flow | None] = []
+        lookups: list[tuple[int, SipUri]] = []
+        for index, target in enumerate(targets):
+            dest, hop = self._destination(request, target)
+            if dest is None and hop is not None and app.resolver.must_query(hop):
+                lookups.append((index, hop))
+            dests.append(dest)
+        if invite and targets:
+            self._arm_timer_c(fwd)
+        if lookups:
+            # Host names not cached: fork once DNS has answered for every one of them, so
+            # every branch is still added before any outcome is fed to the context.
+            fwd.resolving = True
+            app.spawn(
+                self._resolve_and_fork(
+                    fwd, source, targets, dests, lookups, record_route, member_call_info
+                )
+            )
+            return
+        self._fork_all(fwd, source, targets, dests, record_route, member_call_info)
+
+    def _destination(
+        self, request: SipRequest, target: Target
+    ) -> tuple[Flow | None, SipUri | None]:
+        """Where a branch to ``target`` goes: (flow known now, next-hop URI to resolve)."""
+        if target.flow is not None:  # a registered flow is known
+            return target.flow, None
+        # the probe only tells the next hop (Route, Path or the target itself)
+        probe = prepare_forward(
+            request,
+            target=target.uri,
+            via="SIP/2.0/UDP 0.0.0.0;branch=x",
+            record_route=[],
+            path=target.path,
+        )
+        try:
+            hop = next_hop(probe)
+        except RemoteProtocolError:
+            return None, None
+        return self.app.resolver.resolve_now(hop), hop
+
+    async def _resolve_and_fork(
+        self,
+        fwd: _Forwarded,
+        source: Flow,
+        targets: list[Target],
+        dests: list[Flow | None],
+        lookups: list[tuple[int, SipUri]],
+        record_route: bool,
+        member_call_info: str | None,
+    ) -> None:
+        """Resolve the next hops DNS must tell (in parallel), then fork (runs as a task)."""
+        resolver = self.app.resolver
+        try:
+            flows = await asyncio.gather(
+                *(resolver.resolve(hop) for _, hop in lookups), return_exceptions=True
+            )
+        finally:
+            fwd.resolving = False
+        if self.forwarded.get(fwd.key) is not fwd or fwd.context.done:
+            return  # cancelled (487 sent) or its server transaction ended meanwhile
+        for (index, _), flow in zip(lookups, flows, strict=True):
+            dests[index] = flow if isinstance(flow, Flow) else None  # an error: no answer
+        self._fork_all(fwd, source, targets, dests, record_route, member_call_info)
+
+    def _fork_all(
+        self,
+        fwd: _Forwarded,
+        source: Flow,
+        targets: list[Target],
+        dests: list[Flow | None],
+        record_route: bool,
+        member_call_info: str | None,
+    ) -> None:
+        context = fwd.context
         unresolved: list[str] = []
         for index, target in enumerate(targets):
-            failed = self._fork(fwd, source, target, index, record_route, member_call_info)
+            failed = self._fork(
+                fwd, source, target, index, dests[index], record_route, member_call_info
+            )
             if failed is not None:
                 unresolved.append(failed)
         for failed in unresolved:  # every branch is added before any outcome is fed in
             self._apply(fwd, context.on_transport_error(failed))
         if not targets:
             self._apply(fwd, context.on_no_branches())
-        elif invite:
-            self._arm_timer_c(fwd)
 
     def _fork(
         self,
@@ -117,31 +205,19 @@ class ProxyCore:
         source: Flow,
         target: Target,
         index: int,
+        dest: Flow | None,
         record_route: bool,
         member_call_info: str | None,
     ) -> str | None:
-        """Send one branch; returns the key of a branch that could not be resolved."""
+        """Send one branch to ``dest``; returns the key of a branch without a destination."""
         app = self.app
         router = app.router
         branch = compute_branch(fwd.request, index)
-        dest = target.flow
-        if dest is None:  # the probe only tells the next hop: a registered flow is known
-            probe = prepare_forward(
-                fwd.request,
-                target=target.uri,
-                via="SIP/2.0/UDP 0.0.0.0;branch=x",
-                record_route=[],
-                path=target.path,
-            )
-            try:
-                dest = app.resolver.resolve_now(next_hop(probe))
-            except RemoteProtocolError:
-                dest = None
-            if dest is None:
-                logger.info("cannot resolve %s", target.uri)
-                key = "unresolved-" + branch
-                fwd.context.add_branch(key, probe, target.uri)
-                return key
+        if dest is None:
+            logger.info("cannot resolve %s", target.uri)
+            key = "unresolved-" + branch
+            fwd.context.add_branch(key, fwd.request, target.uri)
+            return key
         rr: list[str] = []
         if record_route:
             inbound = router.record_route_uri(source.transport)
@@ -167,11 +243,23 @@ class ProxyCore:
         try:
             if request.max_forwards == 0:
                 return  # nobody to answer 483 to: an ACK is dropped
-            dest = app.resolver.resolve_now(next_hop(request))
+            hop = next_hop(request)
+            dest = app.resolver.resolve_now(hop)
         except RemoteProtocolError:
             return
         if dest is None:
+            if app.resolver.must_query(hop):
+                app.spawn(self._resolve_and_send(request, hop))
             return
+        self._send_stateless(request, dest)
+
+    async def _resolve_and_send(self, request: SipRequest, hop: SipUri) -> None:
+        dest = await self.app.resolver.resolve(hop)
+        if dest is not None:
+            self._send_stateless(request, dest)
+
+    def _send_stateless(self, request: SipRequest, dest: Flow) -> None:
+        app = self.app
         branch = compute_branch(request)
         out = prepare_forward(
             request, target=request.uri, via=app.router.via_value(dest, branch), record_route=[]
@@ -201,6 +289,12 @@ class ProxyCore:
             invite = app.tl.server_request(invite_key)
             if invite is not None and app.tl.server_state(invite_key) == "proceeding":
                 router.reply(invite, invite_key, 487, "Request Terminated")
+            return
+        if fwd.resolving:
+            # No branch yet (DNS pending): answer 487 now; nothing is forked when the
+            # answer comes (RFC 3261 16.10: no new branches after a CANCEL).
+            if fwd.context.invite:
+                self._abandon(fwd, 487)
             return
         for branch in fwd.context.cancel_all():
             self._send_cancel(fwd, branch, None)
@@ -278,6 +372,13 @@ class ProxyCore:
         if fwd.context.finished:
             self._release(fwd)
 
+    def _abandon(self, fwd: _Forwarded, status: int) -> None:
+        """Answer a request still waiting for DNS (no branch yet) and forget it."""
+        fwd.context.cancel_all()  # closed: no branch can be added any more
+        response = make_response(fwd.request, status, to_tag=local_tag(fwd.request))
+        self._apply(fwd, ContextAction(forward_upstream=response, done=True))
+        self._release(fwd)
+
     def _release(self, fwd: _Forwarded) -> None:
         """Forget a finished context at once instead of with its server transaction.
 
@@ -315,6 +416,8 @@ class ProxyCore:
         if fwd is None:
             return
         fwd.timer_c = None
+        if fwd.resolving:  # DNS took longer than timer C: 408, as for a silent branch
+            self._abandon(fwd, 408)
         for branch in list(fwd.context.pending):
             self._apply(fwd, fwd.context.on_branch_timeout(branch))
         self.app.pump()

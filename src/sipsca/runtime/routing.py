@@ -152,6 +152,8 @@ class RequestRouter:
             return False
         if request.method != "OPTIONS":
             return self._not_here(request, source)
+        if "require" in request.headers:
+            return False  # a 420 perhaps: the stateful path decides
         ruri = request.ruri
         if not ruri.is_sip or ruri.user or not self.is_myself(ruri) or request.to_tag is not None:
             return False
@@ -176,10 +178,11 @@ class RequestRouter:
         return True
 
     def _not_here(self, request: SipRequest, source: Flow) -> bool:
-        """The sample config's ``sl_send_reply("404", "Not here")``: an in-dialog request to
-        the server itself with no Route to follow belongs to no dialog we route (a BYE for a
-        call that a 503 or a crash ended, say). Anything else takes the stateful pipeline,
-        which gives the same answer for the same request and rejects malformed ones."""
+        """The sample config's ``sl_send_reply("404", "Not here")``: an in-dialog request with
+        no Route to follow belongs to no dialog we route (a BYE for a call that a 503 or a
+        crash ended, say; or a To-tag added to get a request relayed unauthenticated).
+        Anything else takes the stateful pipeline, which gives the same answer for the same
+        request and rejects malformed ones."""
         if (
             request.method in _OWN_IN_DIALOG
             or "route" in request.headers
@@ -187,8 +190,7 @@ class RequestRouter:
             or self.app.tl.find_server_key(request) is not None
         ):
             return False
-        ruri = request.ruri
-        if not ruri.is_sip or not self.is_myself(ruri):
+        if not request.ruri.is_sip:
             return False
         if validate_request(request) is not None or check_request(
             request, supported=SUPPORTED, is_myself=self.is_myself
@@ -324,6 +326,8 @@ class RequestRouter:
             app.metrics.auth_failure("db_unavailable")
             self.reply(request, key, 503, "Service Unavailable", [("Retry-After", "5")])
             return
+        if app.tl.server_state(key) not in ("trying", "proceeding"):
+            return  # answered meanwhile (a CANCEL got it its 487): nothing more to do
         result = self.auth.verify(request, creds, subscriber, now=app.clock.time())
         if not result.ok:
             app.metrics.auth_failure("stale" if result.stale else "invalid")
@@ -367,6 +371,8 @@ class RequestRouter:
             return
         local = ruri.is_sip and self.is_myself(ruri)
         request.headers.remove("route")  # preloaded routes are not honoured (sample config)
+        if local and self._require_refused(request, key):
+            return
         if method == "SUBSCRIBE" and local and request.event in SCA_EVENTS:
             self.handle_sca_subscribe(request, source, key, identity)
             return
@@ -426,15 +432,19 @@ class RequestRouter:
         )
 
     def in_dialog(self, request: SipRequest, source: Flow, key: str) -> None:
-        """WITHINDLG of the sample config: loose routing, or our own in-dialog SUBSCRIBEs."""
+        """WITHINDLG of the sample config: loose routing, or our own in-dialog SUBSCRIBEs.
+
+        Only a request with a route set is relayed (``loose_route()`` of the sample config):
+        a To-tag alone is no dialog of ours, and relaying it would let anyone skip AUTH, so
+        it gets the config's 404. A request whose route set ends at us (a phone that routes
+        its refreshes via its outbound proxy) is ours to handle.
+        """
         app = self.app
-        consumed = preprocess_routes(request, self.is_myself)
+        routed = request.headers.get("route") is not None
+        preprocess_routes(request, self.is_myself)
         ruri = request.ruri
-        local = ruri.is_sip and self.is_myself(ruri)
-        if consumed or not local:
-            if not consumed and not request.headers.get("route") and not local:
-                # No route set and not for us: follow the Request-URI (dialogs not record-routed).
-                pass
+        for_us = ruri.is_sip and self.is_myself(ruri) and not request.headers.get("route")
+        if routed and not for_us:
             extra_rr = request.method == "NOTIFY"  # RFC 6665: record-route in-dialog NOTIFY
             app.proxy.relay(
                 request,
@@ -445,7 +455,7 @@ class RequestRouter:
                 record_route=extra_rr,
             )
             return
-        if request.method == "SUBSCRIBE":
+        if request.method == "SUBSCRIBE" and for_us:
             self.handle_sca_subscribe(request, source, key, None)
             return
         self.reply(request, key, 404, "Not here")
@@ -460,10 +470,11 @@ class RequestRouter:
             # follows): it carries the INVITE's Call-ID, From and top Via, so the tag
             # recomputes (as Kamailio's sl). Never computed before anything was shed.
             return
-        consumed = preprocess_routes(request, self.is_myself)
+        routed = request.headers.get("route") is not None
+        preprocess_routes(request, self.is_myself)
         local = request.ruri.is_sip and self.is_myself(request.ruri)
-        if not consumed and local:
-            return  # ACK for a reply we generated: absorbed
+        if not routed or (local and not request.headers.get("route")):
+            return  # ACK for a reply we generated, or with no route set: absorbed
         app.sca.on_ack(request, now=app.clock.time())
         app.proxy.forward_stateless(request)
 
@@ -482,9 +493,37 @@ class RequestRouter:
         self.send_reply(response, key)
 
     # ------------------------------------------------------------------ registrar
+    def _require_refused(self, request: SipRequest, key: str) -> bool:
+        """RFC 3261 8.2.2.3, for what we answer ourselves (REGISTER, SCA SUBSCRIBE, OPTIONS,
+        a local error): a Require option we do not support is a 420 listing it. A request
+        we proxy is not ours to check (16.3: only Proxy-Require)."""
+        unsupported = [
+            tag
+            for value in request.headers.values("require")
+            if (tag := value.strip().lower()) and tag not in SUPPORTED
+        ]
+        if not unsupported:
+            return False
+        method = request.method
+        ours = (
+            method == "REGISTER"
+            or (method == "SUBSCRIBE" and request.event in SCA_EVENTS)
+            or not request.ruri.user
+        )
+        if not ours:
+            return False  # to a user: relayed to the user's phones, which decide
+        self.reply(request, key, 420, "Bad Extension", [("Unsupported", ", ".join(unsupported))])
+        return True
+
     def register(self, request: SipRequest, source: Flow, key: str) -> None:
         app = self.app
-        aor = aor_of(request.to.uri)
+        to_uri = request.to.uri
+        if to_uri.is_sip and not self.is_myself(to_uri):
+            # 10.3 step 5: the AoR must belong to a domain of this registrar (a non-SIP
+            # To is decide_register's 400)
+            self.reply(request, key, 404, "Not Found - not a domain of this registrar")
+            return
+        aor = aor_of(to_uri)
         current = list(app.bindings.get(aor, {}).values())
         decision = decide_register(
             request,
@@ -517,6 +556,10 @@ class RequestRouter:
                 try:
                     flow = parse_flow(binding.received)
                 except RemoteProtocolError:
+                    flow = None
+                if flow is not None and flow.reliable and not app.transports.has_connection(flow):
+                    # The phone's connection is gone (idle timeout, restart): a new one to
+                    # its ephemeral source port reaches nobody; its Contact may listen.
                     flow = None
             targets.append(Target(_request_uri(binding.contact), flow, binding.path))
         return targets

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from sipsca.errors import RemoteProtocolError
+from sipsca.runtime.stun import binding_response, is_stun
 from sipsca.sip.address import Flow
 from sipsca.sip.parser import ParserLimits, StreamFramer
 
@@ -105,6 +106,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) <= 4 and not data.strip():
             return  # RFC 5626 4.4.1 keep-alive (CRLF) on UDP: ignore
+        if data[0] < 0x40 and is_stun(data):  # a SIP message starts with a letter
+            reply = binding_response(data, addr)  # RFC 5626 keep-alive of an outbound flow
+            if reply is not None and self.transport is not None:
+                self.transport.sendto(reply, addr)
+            return
         self._count += 1
         # Every datagram while anything is queued (so the end of a backlog is seen at once),
         # every 8th while the queue is empty.
