@@ -133,6 +133,10 @@ def test_check_config_masks_secrets(tmp_path: Path) -> None:
         ("[sca]\nhash_table_size = 0\n", "sca.hash_table_size must be -1"),
         ("[sca]\nhash_table_size = 31\n", "sca.hash_table_size must be -1"),
         ("[sca]\nringing_ttl = 180\n", "sca.ringing_ttl (180 s) must be longer than"),
+        (
+            '[server]\nlisten = ["udp:0.0.0.0:5060"]\n[auth]\nmode = "digest"\n',
+            "server.listen on 0.0.0.0 (all interfaces) needs server.advertised_address",
+        ),
         ('[[sca.lines]]\naor = "215@example.com"\n', "sca.lines.aor: '215@example.com' is not"),
         ('[[sca.lines]]\naor = "sip:example.com"\n', "sca.lines.aor: 'sip:example.com' is not"),
         (

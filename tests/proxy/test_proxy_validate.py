@@ -17,15 +17,8 @@ def check(
     req: SipRequest,
     *,
     own_via_hosts: list[tuple[str, int | None]] | None = None,
-    default_max_forwards: int = 70,
 ) -> SipResponse | None:
-    return check_request(
-        req,
-        supported=SUPPORTED,
-        is_myself=is_myself,
-        own_via_hosts=own_via_hosts,
-        default_max_forwards=default_max_forwards,
-    )
+    return check_request(req, supported=SUPPORTED, is_myself=is_myself, own_via_hosts=own_via_hosts)
 
 
 # --------------------------------------------------------------------------- Max-Forwards
@@ -36,21 +29,16 @@ def test_valid_request_passes_untouched() -> None:
     assert req.to_bytes() == before
 
 
-def test_missing_max_forwards_is_set_to_70() -> None:
+def test_missing_max_forwards_is_forwarded_as_70() -> None:
+    """RFC 3261 16.6 step 3 (and the issue): a copy without Max-Forwards gets one with 70;
+    a request that arrived with 70 leaves with 69."""
     req = request(max_forwards=None)
     assert check(req) is None
-    assert req.max_forwards == 70
-    # ...and the forwarded copy carries one less, like a request that arrived with 70.
     fwd = prepare_forward(req, target="sip:bob@192.0.2.9", via=_our_via(req), record_route=[])
+    assert fwd.max_forwards == 70
+    with70 = request()
+    fwd = prepare_forward(with70, target="sip:bob@192.0.2.9", via=_our_via(with70), record_route=[])
     assert fwd.max_forwards == 69
-
-
-def test_missing_max_forwards_default_is_configurable() -> None:
-    req = request(max_forwards=None)
-    assert (
-        check(req, default_max_forwards=10) is None
-    )  # Kamailio sample: mf_process_maxfwd_header("10")
-    assert req.max_forwards == 10
 
 
 @pytest.mark.parametrize("method", ["INVITE", "OPTIONS", "REGISTER", "SUBSCRIBE"])

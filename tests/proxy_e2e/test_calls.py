@@ -133,8 +133,9 @@ async def test_unknown_user_404(server: ProxyServer, phones: Any) -> None:
 
 
 async def test_missing_max_forwards_gets_70(server: ProxyServer, phones: Any) -> None:
-    """REQINIT: a request without Max-Forwards is handled as if it had 70, so the callee
-    sees 69 (RFC 2543 peers omit the header)."""
+    """REQINIT: a request without Max-Forwards (RFC 2543 peers omit it) is forwarded with
+    70 (RFC 3261 16.6 step 3; Kamailio's ``mf_process_maxfwd_header`` adds its value as
+    is, not decremented)."""
     _, b = await pair(server, phones)
     async with RawUdp(server.sip_addr) as udp:
         req = build_request(
@@ -149,7 +150,7 @@ async def test_missing_max_forwards_gets_70(server: ProxyServer, phones: Any) ->
         resp = await udp.response(req.call_id)
     assert resp.status == 200, resp
     got = next(r for r in b.requests if r.method == "OPTIONS")
-    assert got.max_forwards == 69
+    assert got.max_forwards == 70
 
 
 async def test_unknown_headers_and_body_byte_for_byte(server: ProxyServer) -> None:

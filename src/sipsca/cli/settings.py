@@ -213,6 +213,13 @@ def validate(config: SipscaConfig) -> None:
                 f'auth.mode = "none" on the non-loopback address {public[0]} needs '
                 "auth.allow_unauthenticated = true"
             )
+    wildcard = [h for _, h, _ in listeners if h.strip("[]") in ("0.0.0.0", "::")]
+    if wildcard and not config.server.advertised_address:
+        # Via, Record-Route and Contact would name an address nobody can send to
+        raise ConfigError(
+            f"server.listen on {wildcard[0]} (all interfaces) needs server.advertised_address "
+            '(the host[:port] phones reach this server at, e.g. "sip.example.com")'
+        )
     for alg in config.auth.algorithms:
         if alg not in ("MD5", "SHA-256"):
             raise ConfigError(f"auth.algorithms: unsupported {alg!r} (MD5, SHA-256)")

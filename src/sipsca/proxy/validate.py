@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Iterable
 
 from sipsca.errors import RemoteProtocolError
 from sipsca.proxy._hashing import MAGIC_COOKIE, local_tag, loop_hash
-from sipsca.proxy.route import DEFAULT_MAX_FORWARDS, is_myself_factory, via_is_mine
+from sipsca.proxy.route import is_myself_factory, via_is_mine
 from sipsca.sip.fields import Via, parse_via
 from sipsca.sip.message import SipRequest, SipResponse, make_response
 from sipsca.sip.uri import SipUri
@@ -29,15 +29,14 @@ def check_request(
     is_myself: Callable[[SipUri], bool],
     own_via_hosts: Iterable[tuple[str, int | None]] | None = None,
     schemes: Collection[str] = SIP_SCHEMES,
-    default_max_forwards: int = DEFAULT_MAX_FORWARDS,
 ) -> SipResponse | None:
     """Run the RFC 3261 16.3 checks, in the RFC's order, on a request to be proxied.
 
     * step 2, URI scheme: a Request-URI scheme not in ``schemes`` -> 416.
-    * step 3, Max-Forwards: absent -> set to ``default_max_forwards`` (the request is
-      edited in place, like Kamailio's ``mf_process_maxfwd_header``); 0 -> 483 "Too Many
-      Hops". RFC 3261 lets an element answer an OPTIONS with Max-Forwards 0 itself
-      (section 11); sipsca keeps it simple and always answers 483, as the sample does.
+    * step 3, Max-Forwards: 0 -> 483 "Too Many Hops"; an absent one is left absent here
+      and the forwarded copy gets 70 (16.6 step 3, ``prepare_forward``). RFC 3261 lets an
+      element answer an OPTIONS with Max-Forwards 0 itself (section 11); sipsca keeps it
+      simple and always answers 483, as the sample does.
     * step 4, loops: for every Via that names us, the branch is recomputed from this
       request with the Via below ours standing for the Via we received it with
       (:func:`is_loop`). Equal -> the request came back unchanged: 482 "Loop Detected".
@@ -58,7 +57,6 @@ def check_request(
         own_via_hosts: the sent-by ``(host, port)`` pairs we write in Vias, when they
             differ from what ``is_myself`` knows.
         schemes: Request-URI schemes accepted.
-        default_max_forwards: the value a missing Max-Forwards is set to.
 
     Returns:
         The response to send (statelessly or on the server transaction), or None when
@@ -71,9 +69,7 @@ def check_request(
     if request.ruri.scheme not in schemes:
         return _reject(request, 416, "Unsupported URI Scheme")
     max_forwards = request.max_forwards
-    if max_forwards is None:
-        request.headers.set("Max-Forwards", str(default_max_forwards))
-    elif max_forwards == 0:
+    if max_forwards == 0:
         return _reject(request, 483, "Too Many Hops")
     mine = is_myself if own_via_hosts is None else is_myself_factory(own_via_hosts)
     if is_loop(request, mine):
