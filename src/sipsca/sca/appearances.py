@@ -213,7 +213,7 @@ class AppearanceTable:
         self, appearance: Appearance, old: AppearanceState, *, released: bool, visible: bool
     ) -> None:
         new = IDLE if released else appearance.state
-        if old is not new:
+        if old is not new and logger.isEnabledFor(logging.INFO):
             logger.info(
                 "appearance %s index %d %s -> %s owner=%s call-id=%s",
                 appearance.aor,

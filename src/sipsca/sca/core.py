@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 def log_subscription(subscription: Subscription, change: str) -> None:
     """One line per subscription state change, with its fields for JSON logs."""
+    if not logger.isEnabledFor(logging.INFO):
+        return  # under load at WARNING: not even the fields are built
     logger.info(
         "%s subscription %s -> %s %s call-id=%s",
         subscription.event.value,
