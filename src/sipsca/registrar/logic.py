@@ -1,9 +1,10 @@
 """The registrar's decisions: what a REGISTER does to the bindings of one AoR (RFC 3261 10.3).
 
-Pure code, no I/O. The runtime loads the AoR's bindings, calls :func:`decide_register`,
-persists ``upserts``/``deletes`` and only then sends ``response``: RFC 3261 10.3 step 7
-wants the binding changes committed "if and only if all binding updates and additions
-succeed", so a storage failure must turn into a 500 *instead of* the 200 computed here.
+Pure code, no I/O. The runtime applies ``upserts``/``deletes`` to its in-memory binding
+table (where lookups happen) and sends ``response``; the database gets them through the
+write-back (``db_update_interval``, or at once with 0) like subscriptions, so a database
+outage never fails a REGISTER (RFC 3261 10.3 step 7's all-or-nothing holds for the table
+the registrar answers from; decisions.md 32).
 
 Extensions handled besides RFC 3261:
 
@@ -146,9 +147,9 @@ def decide_register(
         to_tag: the To tag of the response.
 
     Returns:
-        The decision. Persist ``deletes`` and ``upserts``, then send ``response``; if
-        persisting fails, answer 500 instead (10.3 step 7). Peer errors never raise:
-        a malformed REGISTER gets a returned 400 whose reason names the problem.
+        The decision: apply ``deletes`` and ``upserts``, send ``response``. Peer errors
+        never raise: a malformed REGISTER gets a returned 400 whose reason names the
+        problem.
     """
 
     def reject(
