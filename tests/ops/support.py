@@ -554,3 +554,11 @@ class Database:
 def write_config(path: Path, sections: Mapping[str, Mapping[str, Any]]) -> Path:
     path.write_text(to_toml(sections))
     return path
+
+
+def loopback_udp() -> socket.socket:
+    """A non-blocking UDP socket on an ephemeral port of 127.0.0.1: a phone in a test."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    return sock

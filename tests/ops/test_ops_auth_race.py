@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
+from ops.support import loopback_udp
 from sipsca.auth.model import Subscriber
 from sipsca.config import AuthConfig, ServerConfig, SipscaConfig
 from sipsca.runtime.app import SipApplication
@@ -78,9 +78,7 @@ async def test_cancel_during_the_credentials_lookup(
     app, storage = slow_auth_app
     caplog.set_level("INFO")
     server_port = app.transports.listeners[0].port
-    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    phone.bind((HOST, 0))
-    phone.setblocking(False)
+    phone = loopback_udp()
     port = phone.getsockname()[1]
     loop = asyncio.get_running_loop()
     replies: list[bytes] = []

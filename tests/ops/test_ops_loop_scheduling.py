@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ops.conftest import INPROCESS_T1 as T1
+from ops.support import loopback_udp
 from sipsca.config import ServerConfig, SipscaConfig, TransactionConfig
 from sipsca.runtime import app as app_module
 from sipsca.runtime.app import SipApplication
@@ -68,9 +69,7 @@ async def test_a_burst_of_transactions_shares_timer_callbacks(
 
     app._on_tl_timer = counting  # type: ignore[method-assign]
     server_port = app.transports.listeners[0].port
-    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    phone.bind((HOST, 0))
-    phone.setblocking(False)
+    phone = loopback_udp()
     port = phone.getsockname()[1]
     loop = asyncio.get_running_loop()
     try:
@@ -149,9 +148,7 @@ async def test_work_beyond_one_batch_continues_without_new_traffic(
     )
     application = SipApplication(config, storage)
     await application.start((f"udp:{HOST}:0",))
-    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    phone.bind((HOST, 0))
-    phone.setblocking(False)
+    phone = loopback_udp()
     port = phone.getsockname()[1]
     server = (HOST, application.transports.listeners[0].port)
     loop = asyncio.get_running_loop()

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
 import struct
 
 import pytest
 
+from ops.support import loopback_udp
 from sipsca.runtime.app import SipApplication
 from sipsca.runtime.stun import MAGIC, binding_response, is_stun
 
@@ -41,9 +41,7 @@ def _request(method: str, server_port: int, *, extra: str = "", tag: str = "t1")
 async def _exchange(app: SipApplication, datagrams: list[bytes]) -> list[bytes]:
     """Send each datagram from one phone socket; collect every reply (0.3 s quiet ends it)."""
     server_port = app.transports.listeners[0].port
-    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    phone.bind((HOST, 0))
-    phone.setblocking(False)
+    phone = loopback_udp()
     loop = asyncio.get_running_loop()
     replies: list[bytes] = []
     try:
@@ -140,9 +138,7 @@ async def test_a_2xx_retransmission_goes_to_the_callers_rport(
     says by received/rport (RFC 3581), not to its sent-by: a phone behind NAT gets it."""
     app = inprocess_app
     server_port = app.transports.listeners[0].port
-    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    phone.bind((HOST, 0))
-    phone.setblocking(False)
+    phone = loopback_udp()
     port = phone.getsockname()[1]
     ok = (
         "SIP/2.0 200 OK\r\n"
@@ -196,9 +192,7 @@ async def test_outbound_keep_alive_on_the_sip_port_is_answered(
     outbound) sends STUN Binding requests to the SIP port and re-registers when none is
     answered; the server answers with the address it sees, and SIP goes on."""
     server_port = inprocess_app.transports.listeners[0].port
-    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    phone.bind((HOST, 0))
-    phone.setblocking(False)
+    phone = loopback_udp()
     loop = asyncio.get_running_loop()
     try:
         phone.sendto(struct.pack("!HH4s12s", 1, 0, MAGIC, b"k" * 12), (HOST, server_port))

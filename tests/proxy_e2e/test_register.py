@@ -367,15 +367,19 @@ async def test_unsupported_require_is_420(server: ProxyServer) -> None:
     """RFC 3261 8.2.2.3: what we answer ourselves (REGISTER, OPTIONS to us) with a Require
     option we do not support is 420 with Unsupported; a supported one is fine."""
     async with RawUdp(server.sip_addr) as udp:
-        resp = await register(
-            udp,
-            server,
-            f"req-{rand(5)}",
-            [f"<sip:r@127.0.0.1:{udp.port}>"],
-            call_id=f"req-{rand(8)}",
-            cseq=1,
-            headers=[("Require", "foo, path")],
-        )
+
+        async def register_requiring(options: str) -> Any:
+            return await register(
+                udp,
+                server,
+                f"req-{rand(5)}",
+                [f"<sip:r@127.0.0.1:{udp.port}>"],
+                call_id=f"req-{rand(8)}",
+                cseq=1,
+                headers=[("Require", options)],
+            )
+
+        resp = await register_requiring("foo, path")
         assert (resp.status, resp.headers.get("unsupported")) == (420, "foo")
         options = build_request(
             "OPTIONS",
@@ -388,13 +392,5 @@ async def test_unsupported_require_is_420(server: ProxyServer) -> None:
         udp.send(options)
         resp = await udp.response(options.call_id)
         assert (resp.status, resp.headers.get("unsupported")) == (420, "bar")
-        resp = await register(
-            udp,
-            server,
-            f"req-{rand(5)}",
-            [f"<sip:r@127.0.0.1:{udp.port}>"],
-            call_id=f"req-{rand(8)}",
-            cseq=1,
-            headers=[("Require", "path")],
-        )
+        resp = await register_requiring("path")
         assert resp.status == 200, resp

@@ -99,11 +99,15 @@ async def test_in_dialog_without_route_to_us_404(server: ProxyServer) -> None:
     assert (resp.status, resp.reason) == (404, "Not here")
 
 
-async def test_in_dialog_subscribe_to_us_goes_to_sca(server: ProxyServer) -> None:
+@pytest.mark.parametrize("via_route", [False, True], ids=["direct", "route-to-us"])
+async def test_in_dialog_subscribe_to_us_goes_to_sca(server: ProxyServer, via_route: bool) -> None:
     """An in-dialog call-info SUBSCRIBE to us is the SCA engine's (it knows no such
-    subscription: 481), not the ``404 Not here`` of other in-dialog requests."""
+    subscription: 481), not the ``404 Not here`` of other in-dialog requests; also when the
+    phone sends it via its outbound proxy (Route: us), where it must not be relayed to
+    ourselves (482 Loop Detected)."""
     async with RawUdp(server.sip_addr) as udp:
         aor = f"sip:line-{rand(5)}@{server.domain}"
+        route = [("Route", RR.format(port=server.port))] if via_route else []
         req = build_request(
             "SUBSCRIBE",
             f"sip:127.0.0.1:{server.port}",
@@ -111,6 +115,7 @@ async def test_in_dialog_subscribe_to_us_goes_to_sca(server: ProxyServer) -> Non
             from_=f"<{aor}>;tag={rand(8)}",
             to=f"<{aor}>;tag={rand(8)}",
             headers=[
+                *route,
                 ("Event", "call-info"),
                 ("Expires", "60"),
                 ("Contact", f"<sip:m@127.0.0.1:{udp.port}>"),
@@ -319,27 +324,3 @@ async def test_a_to_tag_alone_is_not_relayed(make_server: Any) -> None:
                 )
             with pytest.raises(TimeoutError):
                 await other.request("MESSAGE", timeout=0.5)
-
-
-async def test_in_dialog_request_routed_to_us_and_for_us_is_ours(server: ProxyServer) -> None:
-    """A phone that sends its in-dialog SUBSCRIBE via its outbound proxy (Route: us) to
-    us: handled here (the SCA engine: 481 for an unknown dialog), not relayed to ourselves
-    (482 Loop Detected)."""
-    async with RawUdp(server.sip_addr) as udp:
-        aor = f"sip:line-{rand(5)}@{server.domain}"
-        req = build_request(
-            "SUBSCRIBE",
-            f"sip:127.0.0.1:{server.port}",
-            via=udp.via,
-            from_=f"<{aor}>;tag={rand(8)}",
-            to=f"<{aor}>;tag={rand(8)}",
-            headers=[
-                ("Route", RR.format(port=server.port)),
-                ("Event", "call-info"),
-                ("Expires", "60"),
-                ("Contact", f"<sip:m@127.0.0.1:{udp.port}>"),
-            ],
-        )
-        udp.send(req)
-        resp = await udp.response(req.call_id)
-    assert resp.status == 481, resp
