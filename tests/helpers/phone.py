@@ -1226,9 +1226,12 @@ class Phone:
             "BYE", dialog=call.dialog, headers=headers, contact=False, timeout=timeout
         )
 
-    async def cancel(self, call: Call, timeout: float = DEFAULT_TIMEOUT) -> SipResponse:
-        """CANCEL the call's INVITE; returns the CANCEL's final response (the INVITE's own
-        final response, normally 487, is then available through ``call.wait_final()``)."""
+    async def cancel(
+        self, call: Call, timeout: float = DEFAULT_TIMEOUT, *, reason: str | None = None
+    ) -> SipResponse:
+        """CANCEL the call's INVITE (with an RFC 3326 ``reason`` if given); returns the
+        CANCEL's final response (the INVITE's own final response, normally 487, is then
+        available through ``call.wait_final()``)."""
         inv = call.tx.request
         pairs = [("Via", inv.headers.values("via")[0]), ("Max-Forwards", "70")]
         pairs += [("Route", r) for r in inv.headers.values("route")]
@@ -1238,6 +1241,8 @@ class Phone:
             ("Call-ID", inv.call_id),
             ("CSeq", f"{inv.cseq.number} CANCEL"),
         ]
+        if reason is not None:
+            pairs.append(("Reason", reason))
         req = SipRequest("CANCEL", inv.uri, Headers.from_pairs(pairs))
         tx = await self._start_tx(req)
         return await self._final(tx, timeout)

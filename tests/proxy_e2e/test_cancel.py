@@ -39,7 +39,9 @@ async def test_cancel_while_ringing(server: ProxyServer, phones: Any) -> None:
 
 
 async def test_cancel_forked_call_reaches_every_branch(server: ProxyServer, phones: Any) -> None:
-    """Two ringing contacts of one AoR: a CANCEL from the caller is sent on both branches."""
+    """Two ringing contacts of one AoR: a CANCEL from the caller is sent on both branches,
+    with the caller's RFC 3326 Reason (answered elsewhere: the phones must not log a missed
+    call)."""
     user = f"fork-{rand(5)}"
     a: Phone = await phones(server, "alice", f"alice-{rand(5)}")
     b1: Phone = await phones(server, "bob1", user, uas="ring")
@@ -51,11 +53,14 @@ async def test_cancel_forked_call_reaches_every_branch(server: ProxyServer, phon
     await b2.wait_incoming()
     await call.wait_status(180)
     await a.quiet(0.2)
-    assert (await a.cancel(call)).status == 200
+    elsewhere = 'SIP;cause=200;text="Call completed elsewhere"'
+    assert (await a.cancel(call, reason=elsewhere)).status == 200
     assert (await call.wait_final()).status == 487
     for b in (b1, b2):
         await b.wait_for(lambda b=b: any(r.method == "CANCEL" for r in b.requests), what="CANCEL")
         assert b.incoming[0].final_status == 487
+        cancel = next(r for r in b.requests if r.method == "CANCEL")
+        assert cancel.headers.get("reason") == elsewhere
 
 
 async def test_unmatched_cancel_481(server: ProxyServer) -> None:

@@ -296,8 +296,10 @@ class ProxyCore:
             if fwd.context.invite:
                 self._abandon(fwd, 487)
             return
+        # RFC 3326: the caller's reason (e.g. answered elsewhere) goes on downstream
+        reason = cancel.headers.get("reason")
         for branch in fwd.context.cancel_all():
-            self._send_cancel(fwd, branch, None)
+            self._send_cancel(fwd, branch, reason)
 
     def _send_cancel(self, fwd: _Forwarded, branch: str, reason: str | None) -> None:
         app = self.app
