@@ -988,9 +988,12 @@ def test_scenario_56_each_subscriber_gets_its_own_expires(h: Harness) -> None:
     ]
 
 
-def test_scenario_57_notify_rejected_with_481(h: Harness, line: dict[str, SubDialog]) -> None:
+def test_scenario_57_notify_rejected_with_481(
+    h: Harness, line: dict[str, SubDialog], caplog: pytest.LogCaptureFixture
+) -> None:
     # The brief's ruling (RFC 6665 4.2.2): 481 or a timeout removes the subscription
-    # ([K] keeps notifying it).
+    # ([K] keeps notifying it); other failures are logged and counted.
+    caplog.set_level("INFO", logger="sipsca.sca")
     key = (AOR, ScaEvent.CALL_INFO, A_URI)
     h.engine.on_notify_result(key, 1, 481, now=h.now)
     assert h.drain() == [DeleteSubscription(key=key)]
@@ -1001,6 +1004,7 @@ def test_scenario_57_notify_rejected_with_481(h: Harness, line: dict[str, SubDia
     assert [n.target for n in h.notifies()] == [B_URI]
     h.engine.on_notify_result((AOR, ScaEvent.CALL_INFO, B_URI), 2, 500, now=h.now)
     assert h.drain() == [] and h.engine.stats()["notifies_failed"] == 2
+    assert f"NOTIFY 2 to {B_URI} for {AOR} answered 500: subscription kept" in caplog.text
 
 
 def test_scenario_58_persistence_and_restore(h: Harness, line: dict[str, SubDialog]) -> None:

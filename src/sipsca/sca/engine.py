@@ -242,6 +242,13 @@ class ScaEngine:
             return
         core.notifies_failed += 1
         if status not in (None, 408, 481):
+            logger.info(
+                "NOTIFY %d to %s for %s answered %d: subscription kept",
+                cseq,
+                key[2],
+                key[0],
+                status,
+            )
             return
         subscription = core.subscriptions.get(key)
         if subscription is None:
