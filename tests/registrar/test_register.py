@@ -725,6 +725,18 @@ def test_lookup_targets_stable_for_full_ties() -> None:
     assert lookup_targets([b, a], now=NOW) == [b, a]
 
 
+def test_lookup_targets_uses_one_outbound_flow_per_instance() -> None:
+    """RFC 5626 5.3: two flows (reg-id 1 and 2) of one phone are one target, the most
+    recently refreshed; a plain binding with the same instance but no reg-id, and another
+    instance, stay targets of their own."""
+    inst = "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"
+    flow1 = binding("sip:p@192.0.2.1", instance_id=inst, reg_id=1, updated_at=NOW - 50)
+    flow2 = binding("sip:p@192.0.2.2", instance_id=inst, reg_id=2, updated_at=NOW - 5)
+    plain = binding("sip:p@192.0.2.3", instance_id=inst, updated_at=NOW - 1)
+    other = binding("sip:q@192.0.2.4", instance_id="<urn:uuid:1>", reg_id=1)
+    assert lookup_targets([flow1, flow2, plain, other], now=NOW) == [plain, flow2, other]
+
+
 def test_lookup_targets_empty() -> None:
     assert lookup_targets([], now=NOW) == []
 

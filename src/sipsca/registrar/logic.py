@@ -280,10 +280,20 @@ def lookup_targets(bindings: Sequence[Binding], *, now: float) -> list[Binding]:
     Unexpired bindings only, highest ``q`` first (16.6 step 1 / 10.2.1.2 preference);
     among equal ``q``, the most recently updated first, so a phone that just
     re-registered is tried before a possibly stale one. Ties beyond that keep the input
-    order (the sort is stable).
+    order (the sort is stable). RFC 5626 5.3: of the outbound flows of one instance
+    (same ``+sip.instance``, a ``reg-id``) only the first in that order is used; the
+    others are that phone's backup flows, not more phones.
     """
-    alive = [b for b in bindings if b.expires_at > now]
-    return sorted(alive, key=lambda b: (-b.q, -b.updated_at))
+    alive = sorted((b for b in bindings if b.expires_at > now), key=lambda b: (-b.q, -b.updated_at))
+    instances: set[str] = set()
+    targets: list[Binding] = []
+    for binding in alive:
+        if binding.instance_id and binding.reg_id:
+            if binding.instance_id in instances:
+                continue
+            instances.add(binding.instance_id)
+        targets.append(binding)
+    return targets
 
 
 def _finish(
