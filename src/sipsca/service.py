@@ -148,8 +148,10 @@ async def serve(
         lag_task.cancel()
         if runner is not None:
             await runner.cleanup()
-        await app.stop()
-        await storage.close()
+        try:
+            await app.stop()
+        finally:
+            await storage.close()  # its threads would keep the process alive
         logger.info("stopped")
 
 

@@ -327,8 +327,8 @@ class SipApplication:
 
     def _reject_unparsable(self, data: bytes, flow: Flow, exc: RemoteProtocolError) -> None:
         logger.info("malformed message from %s: %s", flow, exc.reason)
-        if exc.status_hint <= 0:
-            return
+        if exc.status_hint <= 0 or data.lstrip(b"\r\n")[:4] == b"ACK ":
+            return  # nothing to answer, or an ACK (never answered, RFC 3261 17.2.1)
         reply = error_reply_bytes(data, exc.status_hint, exc.reason)
         if reply is not None:
             self.transports.send(reply, flow)
@@ -381,7 +381,10 @@ class SipApplication:
                 self._apply_effect(effect)
             out = self.tl.messages_to_send()
             for item in out:
-                self._send(item)
+                try:
+                    self._send(item)
+                except Exception:  # one bad destination must not drop the rest of the batch
+                    logger.exception("cannot send to %s", item.destination)
             if event is None and effect is None and not out:
                 return True
         return False

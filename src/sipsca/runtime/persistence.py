@@ -192,6 +192,7 @@ class WriteBack:
             except Exception:  # a bug must not kill the writer: the queue is kept
                 logger.exception("unexpected error in the database writer")
                 self.backoff = min(self.backoff * 2, MAX_BACKOFF)
+                await asyncio.sleep(self.backoff)  # never a hot loop, even while "healthy"
 
     async def probe(self) -> None:
         """Ping the database while idle, so an outage shows (log, counter, ``healthy``) before
@@ -332,6 +333,10 @@ class WriteBack:
                         return
                     except StorageError as exc:
                         error = exc
+                    except Exception as exc:  # a bug must not keep the process from stopping
+                        logger.exception("unexpected error in the final database write")
+                        error = exc
+                        break
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
         except TimeoutError:

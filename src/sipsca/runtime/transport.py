@@ -176,6 +176,10 @@ class _StreamProtocol(asyncio.Protocol):
             self.transport.write(b"\r\n")  # RFC 5626 3.5.1 pong
         for message in messages:
             self.manager.on_message(message, self.flow)
+        failed = self.framer.failed
+        if failed is not None:  # the messages before the bad one were served
+            self.manager.on_stream_error(self.flow, failed.status_hint, failed.reason)
+            self.close()
 
     def write(self, data: bytes) -> None:
         if self.transport is None:
@@ -291,7 +295,10 @@ class TransportManager:
                 return
             try:
                 proto.transport.sendto(data, (flow.host, flow.port))
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
+                # ValueError: an address the socket cannot take (a name, or IPv6 on the
+                # IPv4 socket) from a peer's Via received/maddr: that send fails, the rest
+                # of the batch and the timers go on
                 self.on_send_error(flow, 503, str(exc))
             return
         conn = self._connections.get(flow) or self._connecting.get(flow)

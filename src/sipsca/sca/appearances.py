@@ -24,6 +24,9 @@ __all__ = ["AppearanceListener", "AppearanceTable", "dialog_score"]
 logger = logging.getLogger(__name__)
 
 IDLE = AppearanceState.IDLE
+MAX_INDEX = 99_999
+"""Highest appearance index taken even without ``max_appearances`` (storage columns are
+32-bit integers; no phone has more line keys)."""
 _RINGING = frozenset((AppearanceState.PROGRESSING, AppearanceState.ALERTING))
 
 
@@ -128,7 +131,11 @@ class AppearanceTable:
             if free is None:
                 return None
             index = free
-        elif index in table or (self.max_appearances > 0 and index > self.max_appearances):
+        elif (
+            index in table
+            or index > MAX_INDEX
+            or (self.max_appearances > 0 and index > self.max_appearances)
+        ):
             return None
         appearance = Appearance(
             aor=aor,

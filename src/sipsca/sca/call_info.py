@@ -130,6 +130,11 @@ def is_sca_value(value: str) -> bool:
     return any(name in parsed[1] for name in _SCA_PARAMS)
 
 
+_INDEX_DIGITS = 5
+"""An appearance index has at most 5 digits (99,999 appearances): a longer one is malformed
+(a 2**63 index was stored, then broke every database write)."""
+
+
 def parse_call_info_value(value: str) -> CallInfoValue | None:
     """Parse one SCA value; None when it is not an SCA value or has no ``<uri>``."""
     parsed = _params_of(value)
@@ -143,8 +148,8 @@ def parse_call_info_value(value: str) -> CallInfoValue | None:
     if raw_index is not None:
         if raw_index == "*":
             index = WILDCARD_INDEX
-        elif raw_index.isdigit():
-            index = int(raw_index)
+        elif raw_index.isascii() and raw_index.isdigit() and len(raw_index) <= _INDEX_DIGITS:
+            index = int(raw_index)  # ASCII only: int() reads other scripts' digits too
     state: AppearanceState | None = None
     raw_state = params.get("appearance-state")
     if raw_state:

@@ -67,6 +67,15 @@ class ParserLimits:
 DEFAULT_LIMITS = ParserLimits()
 
 
+def _is_utf8(text: str) -> bool:
+    """``text`` came from valid UTF-8 (no ``surrogateescape`` stand-ins for bad bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_message(
     data: bytes, limits: ParserLimits = DEFAULT_LIMITS, *, stream: bool = False
 ) -> SipMessage:
@@ -110,6 +119,10 @@ def parse_message(
     lines = text.split("\r\n")
     breaks = len(lines) - 1
     hint = 0 if text[:4].upper() == "SIP/" else 400
+    if not text.isascii() and not _is_utf8(text):
+        # RFC 3261 7.3.1: header text is UTF-8; these bytes could be neither stored (the
+        # database writer refused every row after them) nor shown
+        raise RemoteProtocolError("Invalid UTF-8 in the header section", status_hint=hint)
     if text.count("\n") != breaks or text.count("\r") != breaks:
         text, lines, body_start = _lenient_head(data, stream, hint)
     start = lines[0]
@@ -303,7 +316,7 @@ class StreamFramer:
     resynchronised: answer if possible and close the connection.
     """
 
-    __slots__ = ("_buf", "_need", "_scan", "limits", "pings")
+    __slots__ = ("_buf", "_need", "_scan", "failed", "limits", "pings")
 
     def __init__(self, limits: ParserLimits = DEFAULT_LIMITS) -> None:
         self._buf = bytearray()
@@ -311,6 +324,9 @@ class StreamFramer:
         self._scan = 0
         self.limits = limits
         self.pings = 0
+        self.failed: RemoteProtocolError | None = None
+        """Set when :meth:`feed` returned the complete messages before a framing error:
+        serve those, then close the connection (the next ``feed`` raises the error)."""
 
     @property
     def buffered(self) -> int:
@@ -324,11 +340,24 @@ class StreamFramer:
 
         Raises:
             RemoteProtocolError: the stream is unusable (oversize: 513, missing or bad
-                Content-Length: 400); answer if possible and close the connection.
+                Content-Length: 400); answer if possible and close the connection. When
+                complete messages came before the bad one in the same bytes, they are
+                returned first and the error is kept in :attr:`failed`.
         """
+        if self.failed is not None:
+            raise self.failed
+        out: list[bytes] = []
+        try:
+            self._frame(data, out)
+        except RemoteProtocolError as exc:
+            if not out:
+                raise
+            self.failed = exc
+        return out
+
+    def _frame(self, data: bytes, out: list[bytes]) -> None:
         buf = self._buf
         buf += data
-        out: list[bytes] = []
         max_size = self.limits.max_message_size
         while buf:
             if self._need is None:
@@ -358,7 +387,6 @@ class StreamFramer:
             out.append(bytes(buf[: self._need]))
             del buf[: self._need]
             self._need = None
-        return out
 
 
 def _framing_length(head: bytes) -> int:
