@@ -7,8 +7,7 @@ merged segments), must leave the server healthy: no ``ERROR``/traceback in its l
 still answered on UDP and TCP within a second, and server transactions drained once their
 timers ran (short RFC 3261 timers here: T1 = 50 ms).
 
-The ``xfail(strict=True)`` tests pin defects found by the same session (minimal inputs);
-each turns into an XPASS, hence a failure, when its defect is fixed: drop the marker then.
+The other tests pin the defects the same session found and fixed (minimal inputs).
 
 Network: everything is on 127.0.0.1. The fuzzed messages have every host rewritten to
 127.0.0.1 (port 9, the discard port, where a message would leave the server) and the server
@@ -441,11 +440,6 @@ def test_tcp_message_before_a_framing_error_is_still_served(server: SipscaProces
     assert data.startswith(b"SIP/2.0 200")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime/stateless.py error_reply_bytes copies the "
-    "rejected header text, bare CR included, into its 400",
-)
 def test_stateless_400_does_not_echo_a_bare_cr(server: SipscaProcess) -> None:
     with _udp() as sock:
         port = sock.getsockname()[1]

@@ -19,6 +19,7 @@ import pytest
 
 from ops.support import loopback_udp
 from sipsca.runtime.app import SipApplication
+from sipsca.runtime.stateless import error_reply_bytes
 from sipsca.runtime.stun import MAGIC, binding_response, is_stun
 
 HOST = "127.0.0.1"
@@ -202,3 +203,24 @@ async def test_outbound_keep_alive_on_the_sip_port_is_answered(
         phone.close()
     replies = await _exchange(inprocess_app, [_request("BYE", server_port, tag="after")])
     assert replies and replies[0].startswith(b"SIP/2.0 404 Not here")
+
+
+def test_stateless_400_unfolds_via_adds_a_to_tag_and_echoes_no_control_characters() -> None:
+    """The 400 to an unparsable request: a folded Via comes back whole (the sender matches
+    the reply by it), To gets a tag (RFC 3261 8.2.6.2), and no copied line carries a bare
+    CR that would start a header of the sender's choosing in our reply."""
+    data = (
+        b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP\r\n 127.0.0.1:5999;branch=z9hG4bK-fold\r\n"
+        b"From: <sip:a@127.0.0.1>;tag=f\r\n"
+        b"To: <sip:x@127.0.0.1>\r\n"
+        b"Call-ID: c1\rContact: <sip:evil@192.0.2.66>\r\n"
+        b"CSeq: 1 OPTIONS\r\nBroken line\r\n\r\n"
+    )
+    reply = error_reply_bytes(data, 400, "Malformed header line")
+    assert reply is not None
+    lines = reply.decode().split("\r\n")
+    assert "Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-fold" in lines
+    assert any(line.startswith("To: <sip:x@127.0.0.1>;tag=") for line in lines)
+    assert b"evil" not in reply and b"\r" not in reply.replace(b"\r\n", b"")
+    assert error_reply_bytes(data, 400, "Malformed header line") == reply  # retransmission
