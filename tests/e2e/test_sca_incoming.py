@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from helpers.phone import Phone, call_info_of
+from helpers.phone import Call, IncomingCall, Phone, call_info_of
 from helpers.sca import WILDCARD, Line, ci, full
 
 AOR = "sip:1000@127.0.0.1"
@@ -31,6 +31,20 @@ async def incoming_setup(
     return line, a, b, carol
 
 
+async def ring_line(
+    line: Line, a: Phone, b: Phone, carol: Phone, target: str
+) -> tuple[Call, IncomingCall]:
+    """Carol calls ``target``; both members ring with ``Call-Info`` index 1 and the group
+    sees it ``alerting``. Returns Carol's call and B's incoming call."""
+    call = await carol.invite(target, from_uri=CAROL, from_display='"Carol"', wait=False)
+    inc_b = await b.wait_incoming()
+    inc_a = await a.wait_incoming()
+    assert call_info_of(inc_a.invite) == ci(1)
+    assert call_info_of(inc_b.invite) == ci(1)
+    await line.broadcast(lambda v: v.startswith(ci(1, "alerting")) and v.endswith(WILDCARD))
+    return call, inc_b
+
+
 async def test_scenario_47_incoming_call(make_line: Any) -> None:
     """Carol calls the line (forked to A and B). [R] decisions.md 8: while it rings the group
     sees index 1 ``alerting`` and each forked INVITE carries
@@ -38,12 +52,7 @@ async def test_scenario_47_incoming_call(make_line: Any) -> None:
     "\\"Carol\\" <sip:carol@carrier.invalid>"``. [R] decisions.md 2: it stays active while the
     call is up, past ``pending_ttl`` (2 s here; Kamailio's stale purge shows idle)."""
     line, a, b, carol = await incoming_setup(make_line, {"sca": {"pending_ttl": 2}})
-    call = await carol.invite(AOR, from_uri=CAROL, from_display='"Carol"', wait=False)
-    inc_b = await b.wait_incoming()
-    inc_a = await a.wait_incoming()
-    assert call_info_of(inc_a.invite) == ci(1)
-    assert call_info_of(inc_b.invite) == ci(1)
-    await line.broadcast(lambda v: v.startswith(ci(1, "alerting")) and v.endswith(WILDCARD))
+    call, inc_b = await ring_line(line, a, b, carol, AOR)
     await b.provisional(inc_b, 180)
     await b.answer(inc_b)
     assert (await carol.finish_invite(call)).status == 200
@@ -218,12 +227,7 @@ async def test_call_to_a_line_alias_rings_the_line(make_line: Any) -> None:
     config = {"sca": {"lines": [{"aor": AOR, "aliases": ["5551234", "tel:+15551234"]}]}}
     line, a, b, carol = await incoming_setup(make_line, config)
     for target in ("sip:5551234@127.0.0.1", "sip:+15551234@127.0.0.1;user=phone"):
-        call = await carol.invite(target, from_uri=CAROL, from_display='"Carol"', wait=False)
-        inc_b = await b.wait_incoming()
-        inc_a = await a.wait_incoming()
-        assert call_info_of(inc_b.invite) == ci(1)
-        assert call_info_of(inc_a.invite) == ci(1)
-        await line.broadcast(lambda v: v.startswith(ci(1, "alerting")) and v.endswith(WILDCARD))
+        call, inc_b = await ring_line(line, a, b, carol, target)
         await b.answer(inc_b)
         assert (await carol.finish_invite(call)).status == 200
         await line.broadcast(full(ci(1, "active", CAROL_URI)), strict=False)

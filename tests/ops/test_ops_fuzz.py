@@ -273,8 +273,8 @@ def _is_via(line: bytes) -> bool:
 
 
 def _mutate(rng: random.Random, data: bytes) -> bytes:
-    """One to three structural mutations; the Via lines' text is never altered (see the
-    unroutable-Via test: a reply to a name or an IPv6 address is a known defect)."""
+    """One to three structural mutations; the Via lines' text is never altered, so the
+    replies come back to the test's socket (an unroutable Via has its own test)."""
     for _ in range(rng.randint(1, 3)):
         lines, body = _lines(data)
         kind = rng.randrange(8)

@@ -481,8 +481,7 @@ class CallTracker:
             return
         if self.core.pick_line(self.core.directory.caller_candidates(leg.from_, None)) is None:
             return
-        remote_aor = canonical_aor(leg.to, contact_uri(response))
-        response.headers.add("P-Asserted-Identity", pai_value(leg.to.display, remote_aor))
+        assert_identity(response, leg.to, contact_uri(response))
 
     def _tx_for(self, request: SipRequest, leg: _Leg, final: bool) -> _Tx:
         try:
@@ -542,8 +541,7 @@ class CallTracker:
         except RemoteProtocolError:
             return
         remote_contact = contact_uri(response)
-        remote_aor = canonical_aor(to, remote_contact)
-        response.headers.add("P-Asserted-Identity", pai_value(to.display, remote_aor))
+        remote_aor = assert_identity(response, to, remote_contact)
         self.core.want_broadcast(tx.caller)
         to_tag = to.tag or ""
         appearance = self._caller_appearance(tx, leg, to_tag)
@@ -662,6 +660,14 @@ class CallTracker:
         appearance = table.find_by_dialog(tx.callee, leg.call_id, leg.from_tag)
         if appearance is not None and appearance.state is S.ALERTING:
             table.release(tx.callee, appearance.index)
+
+
+def assert_identity(response: SipResponse, to: NameAddr, contact: str | None) -> str:
+    """Add ``P-Asserted-Identity`` (the answering party) to a 2xx toward a line; returns
+    the remote AoR it names."""
+    remote_aor = canonical_aor(to, contact)
+    response.headers.add("P-Asserted-Identity", pai_value(to.display, remote_aor))
+    return remote_aor
 
 
 def pai_value(display: str, aor: str) -> str:
