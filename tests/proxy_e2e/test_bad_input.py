@@ -203,6 +203,54 @@ async def test_tcp_garbage_closes_connection(server: ProxyServer, data: bytes) -
     await still_serving(server)
 
 
+@pytest.mark.parametrize(
+    ("tail", "status", "word"),
+    [
+        pytest.param("Content-Length: -5\r\n\r\n", 400, "content-length", id="negative-cl"),
+        pytest.param("\r\n", 400, "content-length", id="missing-cl"),
+        pytest.param("Content-Length: 1000000\r\n\r\n", 513, "too large", id="oversize-body"),
+        pytest.param("X-Long: " + "a" * 5000, 513, "too large", id="oversize-head"),
+    ],
+)
+async def test_tcp_framing_error_is_answered_before_close(
+    server: ProxyServer, tail: str, status: int, word: str
+) -> None:
+    """A request whose framing is broken gets its 400/513 (RFC 3261 18.3, 21.5.14) with the
+    reason, matched by Call-ID, before the server closes the connection; the phone learns
+    why instead of seeing a bare close."""
+    async with StreamClient(server.sip_addr) as bad:
+        req = build_request(
+            "OPTIONS",
+            f"sip:127.0.0.1:{server.port}",
+            via=bad.via,
+            from_=f"<sip:x@{server.domain}>;tag={rand(8)}",
+            to=f"<sip:127.0.0.1:{server.port}>",
+        )
+        head = req.to_bytes().split(b"\r\n\r\n", 1)[0].decode()
+        head = "\r\n".join(
+            line for line in head.split("\r\n") if not line.lower().startswith("content-length")
+        )
+        bad.send((head + "\r\n" + tail).encode())
+        resp = await bad.response(req.call_id)
+        assert resp.status == status, resp
+        assert word in resp.reason.lower(), resp.reason
+        assert resp.headers.get("cseq") == req.headers.get("cseq")
+        assert await bad.wait_closed(5), "the server kept a desynchronised connection open"
+    await still_serving(server)
+
+
+async def test_tcp_bad_ack_framing_is_not_answered(server: ProxyServer) -> None:
+    """An ACK is never answered, even when its framing is broken (RFC 3261 17.2.1)."""
+    async with StreamClient(server.sip_addr) as bad:
+        bad.send(
+            f"ACK sip:127.0.0.1:{server.port} SIP/2.0\r\nVia: {bad.via}\r\n"
+            f"Call-ID: ack-{rand(8)}\r\nCSeq: 1 ACK\r\nContent-Length: -1\r\n\r\n".encode()
+        )
+        assert await bad.wait_closed(5)
+        assert bad.raw == []
+    await still_serving(server)
+
+
 async def test_tcp_valid_after_bad_message_on_same_connection(server: ProxyServer) -> None:
     """A well-framed but malformed request (bad CSeq) on TCP gets its 400 and the connection
     stays usable: the next request on it is answered."""

@@ -30,7 +30,7 @@ from sipsca.registrar.model import Binding
 from sipsca.sip.address import Flow
 from sipsca.sip.fields import NameAddr
 from sipsca.sip.message import SipRequest, SipResponse, make_response
-from sipsca.sip.uri import SipUri, parse_uri, uri_equal
+from sipsca.sip.uri import SipUri, parse_uri, uri_equal, uri_match_key
 
 __all__ = ["RegisterDecision", "aor_of", "decide_register", "lookup_targets"]
 
@@ -221,9 +221,10 @@ def decide_register(
         return reject(400, "Only one Contact may be registered with reg-id")
 
     user_agent = request.headers.get("user-agent") or ""
+    index = _SlotIndex(slots)
     for w in wanted:
         reg_id = w.reg_id if outbound else 0
-        match = _find(slots, w, reg_id)
+        match = index.find(w, reg_id)
         if match is not None and not match.touched:
             assert match.original is not None
             # RFC 3261 10.3 step 7: a different Call-ID replaces; the same Call-ID needs a
@@ -250,7 +251,7 @@ def decide_register(
             updated_at=now,
         )
         if match is None:
-            slots.append(_Slot(original=None, binding=binding, touched=True))
+            index.append(_Slot(original=None, binding=binding, touched=True), w.uri)
         else:
             match.binding = binding
             match.touched = True
@@ -384,32 +385,54 @@ def _format_q(q: float) -> str:
     return text + "0" if text.endswith(".") else text
 
 
-def _find(slots: list[_Slot], wanted: _ContactRequest, reg_id: int) -> _Slot | None:
-    """The binding a Contact refers to, or None when it would be new.
+class _SlotIndex:
+    """Finds the binding a Contact refers to without comparing it to every binding.
 
     RFC 5626 6: with outbound, the binding "is between an AOR and the combination of the
     instance-id ... and the value of reg-id"; "the Contact URI is not used for binding
     comparisons". Otherwise RFC 3261 10.3 step 7: "searches the list of current
     bindings using the URI comparison rules" (19.1.4), among non-outbound bindings.
+    Candidates are bucketed by :func:`uri_match_key`, so a REGISTER with thousands of
+    Contacts for an AoR with thousands of bindings is linear, not quadratic. The first
+    matching slot in slot order wins, as a scan would find it.
     """
-    for slot in slots:
+
+    def __init__(self, slots: list[_Slot]) -> None:
+        self._slots = slots
+        self._flows: dict[tuple[int, str], list[int]] = {}
+        self._uris: dict[tuple[str, ...], list[tuple[int, SipUri | None]]] = {}
+        for position, slot in enumerate(slots):
+            self._add(position, slot, None)
+
+    def append(self, slot: _Slot, uri: SipUri) -> None:
+        self._slots.append(slot)
+        self._add(len(self._slots) - 1, slot, uri)
+
+    def _add(self, position: int, slot: _Slot, uri: SipUri | None) -> None:
         b = slot.binding if slot.binding is not None else slot.original
         assert b is not None
+        if b.reg_id:
+            self._flows.setdefault((b.reg_id, b.instance_id), []).append(position)
+            return
+        if uri is None:
+            try:
+                uri = parse_uri(b.contact)
+            except RemoteProtocolError:  # matched by its exact text only
+                self._uris.setdefault(("", b.contact), []).append((position, None))
+                return
+        self._uris.setdefault(uri_match_key(uri), []).append((position, uri))
+
+    def find(self, wanted: _ContactRequest, reg_id: int) -> _Slot | None:
+        """The slot a Contact refers to, or None when it would be new."""
         if reg_id:
-            if b.reg_id == reg_id and b.instance_id == wanted.instance_id:
-                return slot
-        elif not b.reg_id and _same_uri(b.contact, wanted.uri):
-            return slot
-    return None
-
-
-def _same_uri(stored: str, uri: SipUri) -> bool:
-    if stored == str(uri):
-        return True
-    try:
-        return uri_equal(parse_uri(stored), uri)
-    except RemoteProtocolError:
-        return False
+            positions = self._flows.get((reg_id, wanted.instance_id))
+            return self._slots[positions[0]] if positions else None
+        found = [p for p, _ in self._uris.get(("", str(wanted.uri)), ())][:1]
+        for position, uri in self._uris.get(uri_match_key(wanted.uri), ()):
+            if uri is not None and uri_equal(uri, wanted.uri):
+                found.append(position)
+                break
+        return self._slots[min(found)] if found else None
 
 
 def _contact_request(

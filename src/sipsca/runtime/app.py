@@ -327,8 +327,8 @@ class SipApplication:
 
     def _reject_unparsable(self, data: bytes, flow: Flow, exc: RemoteProtocolError) -> None:
         logger.info("malformed message from %s: %s", flow, exc.reason)
-        if exc.status_hint <= 0 or data.lstrip(b"\r\n")[:4] == b"ACK ":
-            return  # nothing to answer, or an ACK (never answered, RFC 3261 17.2.1)
+        if exc.status_hint <= 0:
+            return  # nothing to answer
         reply = error_reply_bytes(data, exc.status_hint, exc.reason)
         if reply is not None:
             self.transports.send(reply, flow)

@@ -16,7 +16,7 @@ _COPIED = ("via", "from", "to", "call-id", "cseq")
 
 
 def error_reply_bytes(data: bytes, status: int, reason: str) -> bytes | None:
-    """Raw error response for ``data``, or None when it is not a request at all.
+    """Raw error response for ``data``, or None when it is not a request or is an ACK.
 
     Folded lines are unfolded; a copied line holding a control character (a bare CR that
     could start a header of the sender's choosing in our reply) is left out; To gets a tag
@@ -26,6 +26,8 @@ def error_reply_bytes(data: bytes, status: int, reason: str) -> bytes | None:
     lines = _unfolded(head.replace("\r\n", "\n").split("\n"))
     if not lines or lines[0][:4].upper() == "SIP/" or " " not in lines[0]:
         return None
+    if lines[0].split(" ", 1)[0] == "ACK":
+        return None  # an ACK is never answered (RFC 3261 17.2.1)
     kept: list[str] = []
     for line in lines[1:]:
         name, colon, value = line.partition(":")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from sipsca.errors import RemoteProtocolError
+from sipsca.runtime.stateless import error_reply_bytes
 from sipsca.runtime.stun import binding_response, is_stun
 from sipsca.sip.address import Flow
 from sipsca.sip.parser import ParserLimits, StreamFramer
@@ -169,8 +170,7 @@ class _StreamProtocol(asyncio.Protocol):
         try:
             messages = self.framer.feed(data)
         except RemoteProtocolError as exc:
-            self.manager.on_stream_error(self.flow, exc.status_hint, exc.reason)
-            self.close()
+            self._fail(exc)
             return
         if self.framer.pings != pings and self.transport is not None:
             self.transport.write(b"\r\n")  # RFC 5626 3.5.1 pong
@@ -178,8 +178,18 @@ class _StreamProtocol(asyncio.Protocol):
             self.manager.on_message(message, self.flow)
         failed = self.framer.failed
         if failed is not None:  # the messages before the bad one were served
-            self.manager.on_stream_error(self.flow, failed.status_hint, failed.reason)
-            self.close()
+            self._fail(failed)
+
+    def _fail(self, exc: RemoteProtocolError) -> None:
+        """Answer the request that broke the framing (400/513, RFC 3261 18.3), then close:
+        the stream cannot be resynchronised, but the phone learns why."""
+        assert self.flow is not None
+        self.manager.on_stream_error(self.flow, exc.status_hint, exc.reason)
+        if exc.status_hint >= 400 and self.transport is not None:
+            reply = error_reply_bytes(self.framer.unframed_head(), exc.status_hint, exc.reason)
+            if reply is not None:
+                self.transport.write(reply)
+        self.close()
 
     def write(self, data: bytes) -> None:
         if self.transport is None:

@@ -333,6 +333,20 @@ class StreamFramer:
         """Bytes received but not yet returned as part of a message."""
         return len(self._buf)
 
+    def unframed_head(self) -> bytes:
+        """The complete header lines of the message that could not be framed.
+
+        After a framing error the transport answers the offending request from these
+        lines (400/513 with its Via, From, To, Call-ID, CSeq) before it closes; a line
+        still being received is left out so no cut-off value is echoed.
+        """
+        buf = self._buf
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            return bytes(buf[: end + 4])
+        last = buf.rfind(b"\r\n")
+        return bytes(buf[: last + 2]) + b"\r\n" if last >= 0 else b""
+
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes; return every complete raw message now available.
 

@@ -15,7 +15,15 @@ from urllib.parse import unquote as _unquote
 
 from sipsca.errors import RemoteProtocolError
 
-__all__ = ["SipUri", "is_valid_host", "parse_uri", "split_simple_params", "unescape", "uri_equal"]
+__all__ = [
+    "SipUri",
+    "is_valid_host",
+    "parse_uri",
+    "split_simple_params",
+    "unescape",
+    "uri_equal",
+    "uri_match_key",
+]
 
 # RFC 3261 25.1 building blocks:
 #   unreserved  = alphanum / mark;  mark = "-" / "_" / "." / "!" / "~" / "*" / "'" / "(" / ")"
@@ -379,6 +387,29 @@ def uri_equal(a: SipUri, b: SipUri) -> bool:
     if any(pa[k] != pb[k] for k in pa.keys() & pb.keys()):
         return False
     return _header_set(a) == _header_set(b)
+
+
+def uri_match_key(uri: SipUri) -> tuple[str, ...]:
+    """A key equal for every two URIs :func:`uri_equal` calls equal.
+
+    ``uri_equal`` is not transitive, so it cannot be hashed; this key holds only the parts
+    that must match outright (scheme, user, host, port, the always-compared parameters and
+    the headers), so a lookup compares a handful of candidates instead of every entry.
+    """
+    if uri.scheme == "tel":
+        return ("tel", _tel_number(uri.user))
+    if not uri.is_sip:
+        return (uri.scheme, str(uri))
+    params = _param_map(uri)
+    return (
+        uri.scheme,
+        _normal(uri.user),
+        _normal(uri.password or ""),
+        uri.host.lower(),
+        str(uri.port),
+        *(params.get(name, "\0") for name in _MUST_MATCH),
+        *_header_set(uri),
+    )
 
 
 def _param_map(uri: SipUri) -> dict[str, str]:
