@@ -140,7 +140,8 @@ class AuthConfig:
     mode: str = "none"
     """``digest`` or ``none``."""
     realm: str = ""
-    """Defaults to the From/To domain of the request when empty."""
+    """Digest realm; empty: the request's own domain (From, To for REGISTER). A fixed realm
+    makes one user space for every served domain (decisions 34)."""
     allow_unauthenticated: bool = False
     """Must be true to run ``mode = "none"`` on a non-loopback listener."""
     nonce_ttl: int = 300
