@@ -6,14 +6,18 @@ outbound proxy for every request). It is a small but honest user agent:
 
 * UAC: REGISTER (with digest answers to 401/407, MD5 or SHA-256), SUBSCRIBE (initial or
   in-dialog), INVITE / re-INVITE with SDP, ACK (2xx end-to-end, non-2xx hop-by-hop), BYE,
-  CANCEL and any other request; UDP requests are retransmitted (timers A/E) until answered;
-  a retransmitted 2xx to an INVITE is answered with the same ACK again.
+  CANCEL, PRACK for a reliable provisional (RFC 3262, in its early dialog), REFER
+  (RFC 3515) and any other request; UDP requests are retransmitted (timers A/E) until
+  answered; a retransmitted 2xx to an INVITE is answered with the same ACK again.
 * UAS: NOTIFY is answered at once (200 by default) and recorded; INVITE is answered
   according to ``uas`` (``"answer"``: 180 then 200, ``"ring"``: 180 only, ``"busy"``: 486,
   an int: that final status, ``None``: 480); re-INVITE gets 200 with a mirrored SDP;
   BYE/CANCEL/OPTIONS/PRACK/INFO/UPDATE/MESSAGE get 200 (CANCEL also ends the INVITE with
-  487); retransmitted requests get the same response again; a 2xx to an INVITE is
-  retransmitted (timer G) until the ACK arrives.
+  487), REFER gets 202; ``reply_headers`` adds headers to these automatic replies per
+  method, and requests of a method in ``manual_replies`` are recorded unanswered until
+  :meth:`Phone.respond`; a provisional may be sent reliably (``Require: 100rel`` + ``RSeq``,
+  not retransmitted); retransmitted requests get the same response again; a 2xx to an
+  INVITE is retransmitted (timer G) until the ACK arrives.
 * It keeps per-dialog state (tags, CSeq, remote target, route set from Record-Route).
 
 Every wait is bounded (default 5 s) and raises :class:`TimeoutError` with a readable ladder.
@@ -48,6 +52,7 @@ from sipsca.sip import (
 
 __all__ = [
     "Call",
+    "ClientTransaction",
     "Dialog",
     "IncomingCall",
     "Ladder",
@@ -197,6 +202,7 @@ class Dialog:
     remote_display: str = ""
     event: str | None = None
     sdp_version: int = 1
+    early: bool = False  # set up by a reliable provisional (PRACK): the 2xx replaces it
 
     def from_value(self) -> str:
         d = f"{self.local_display} " if self.local_display else ""
@@ -271,6 +277,7 @@ class IncomingCall:
     acked: bool = False
     cancelled: bool = False
     last_final: bytes | None = None
+    rseq: int = 0  # RSeq of the last reliable provisional sent (RFC 3262)
 
 
 # --------------------------------------------------------------------------- transports
@@ -330,6 +337,9 @@ class Phone:
         self.retransmit = retransmit
         self.contact_user = contact_user if contact_user is not None else user
         self.notify_reply: tuple[int, str] = (200, "OK")
+        self.reply_headers: dict[str, list[tuple[str, str]]] = {}
+        self.manual_replies: set[str] = set()
+        self.unanswered: list[tuple[SipRequest, Any, tuple[str, str, str]]] = []
         self.received: list[SipMessage] = []
         self.notifies: list[SipRequest] = []
         self.requests: list[SipRequest] = []  # every non-retransmitted request received
@@ -600,8 +610,20 @@ class Phone:
                 "OK" if ok else "Call/Transaction Does Not Exist",
                 key=key,
             )
+        elif m in self.manual_replies:
+            self.unanswered.append((req, via, key))
+        elif m == "REFER":
+            extra = self.reply_headers.get(m, [])
+            self._reply(req, via, 202, "Accepted", key=key, contact=True, extra=extra)
         else:
-            self._reply(req, via, 200, "OK", key=key)
+            self._reply(req, via, 200, "OK", key=key, extra=self.reply_headers.get(m, []))
+
+    async def respond(self, req: SipRequest, status: int, reason: str | None = None) -> None:
+        """Answer a request held back by ``manual_replies``."""
+        entry = next(e for e in self.unanswered if e[0] is req)
+        self.unanswered.remove(entry)
+        extra = self.reply_headers.get(req.method, [])
+        self._reply(req, entry[1], status, reason or _reason(status), key=entry[2], extra=extra)
 
     def _reply(
         self,
@@ -771,8 +793,15 @@ class Phone:
         *,
         headers: Sequence[tuple[str, str]] = (),
         contact: bool = True,
+        reliable: bool = False,
+        body: bytes = b"",
     ) -> None:
-        """Send a provisional response (180, 181, 183...) to an incoming INVITE."""
+        """Send a provisional response (180, 181, 183...) to an incoming INVITE;
+        ``reliable``: RFC 3262 (``Require: 100rel``, the next ``RSeq``), to be PRACKed."""
+        extra = list(headers)
+        if reliable:
+            inc.rseq += 1
+            extra += [("Require", "100rel"), ("RSeq", str(inc.rseq))]
         self._reply(
             inc.invite,
             inc.reply_to,
@@ -780,7 +809,8 @@ class Phone:
             reason or _reason(status),
             to_tag=inc.to_tag,
             contact=contact,
-            extra=headers,
+            extra=extra,
+            body=body,
         )
 
     async def wait_incoming(self, timeout: float = DEFAULT_TIMEOUT) -> IncomingCall:
@@ -1117,7 +1147,8 @@ class Phone:
         call.final = resp
         if 200 <= resp.status < 300:
             d = call.dialog
-            if d.remote_tag is None:
+            if d.remote_tag is None or d.early:
+                d.early = False
                 d.remote_tag = resp.to_tag
                 d.remote_display = resp.to.display
                 if resp.contacts:
@@ -1165,6 +1196,67 @@ class Phone:
             contact=False,
         )
         call.tx.ack_data = await self._send_msg(req)
+
+    async def prack(
+        self,
+        call: Call,
+        provisional: SipResponse | None = None,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        wait: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> ClientTransaction:
+        """PRACK a reliable provisional (default: the latest one with an ``RSeq``) in the
+        early dialog it creates (RFC 3262 7.2: remote tag, Contact and reversed Record-Route
+        of the provisional). With ``wait`` the PRACK's final response is awaited (see
+        :meth:`wait_tx`); the transaction is returned either way."""
+        if provisional is None:
+            provisional = next(r for r in reversed(call.responses) if r.headers.get("rseq"))
+        d = call.dialog
+        if d.remote_tag is None or d.early:
+            d.early = True
+            d.remote_tag = provisional.to_tag
+            if provisional.contacts:
+                d.remote_target = provisional.contacts[0].uri_text
+            d.route_set = list(reversed(provisional.headers.values("record-route")))
+        invite_cseq = call.invite.cseq.number
+        rack = f"{(provisional.headers.get('rseq') or '').strip()} {invite_cseq} INVITE"
+        d.local_cseq += 1
+        req = self._build(
+            "PRACK",
+            d.remote_target,
+            from_=d.from_value(),
+            to=d.to_value(),
+            call_id=d.call_id,
+            cseq=d.local_cseq,
+            route_set=d.route_set,
+            headers=[("RAck", rack), *headers],
+            contact=False,
+        )
+        tx = await self._start_tx(req)
+        if wait:
+            await self._final(tx, timeout)
+        return tx
+
+    async def wait_tx(self, tx: ClientTransaction, timeout: float = DEFAULT_TIMEOUT) -> SipResponse:
+        """The final response of a client transaction (bounded wait)."""
+        return await self._final(tx, timeout)
+
+    async def refer(
+        self,
+        call: Call | IncomingCall,
+        refer_to: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> SipResponse:
+        """REFER in the call's dialog (RFC 3515: ``Refer-To``, a Contact); its final response."""
+        return await self.request(
+            "REFER",
+            dialog=call.dialog,
+            headers=[("Refer-To", f"<{refer_to}>"), *headers],
+            timeout=timeout,
+        )
 
     async def reinvite(
         self,

@@ -308,6 +308,27 @@ def test_bye_from_answering_member_without_call_info(h: Harness) -> None:
     assert [n.call_info for n in h.notifies()] == [WILDCARD, WILDCARD]
 
 
+def test_bye_answered_logs_nothing_about_the_released_appearance(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The 200 to a BYE runs the BYE lookup again (for a BYE whose request found nothing);
+    after an ordinary hang-up that lookup finds nothing and must not log "not active",
+    the line operators grep for Kamailio's stuck appearances (#341). A BYE for no call
+    still says so, once."""
+    caplog.set_level(logging.INFO, logger="sipsca.sca")
+    call, _ = h.outgoing(A, BOB)
+    bye = h.f.bye(call)
+    original = bye.copy()
+    h.request(bye)
+    h.relay(h.f.response(original, 200, call=call), original)
+    assert h.states() == {}
+    assert not [r for r in caplog.records if "is not active" in r.getMessage()]
+    stray = h.f.bye(h.f.new_call(A, BOB))
+    h.request(stray)
+    h.relay(h.f.response(stray.copy(), 481), stray)
+    assert len([r for r in caplog.records if "is not active" in r.getMessage()]) == 1
+
+
 def test_answered_call_whose_ack_we_never_see_is_promoted_not_purged(h: Harness) -> None:
     call = h.f.new_call(CAROL, Party("line", AOR, B.contact))
     invite = h.f.invite(call)

@@ -399,15 +399,22 @@ class CallTracker:
             if appearance is not None and appearance.state is S.ALERTING:
                 table.release(callee, appearance.index)
 
-    def _bye(self, request: SipRequest, leg: _Leg, scan: CallInfoScan) -> None:
-        """BYE from either side ends the call on both lines it involves (decision #2)."""
+    def _bye(
+        self, request: SipRequest, leg: _Leg, scan: CallInfoScan, *, answer: bool = False
+    ) -> None:
+        """BYE from either side ends the call on both lines it involves (decision #2).
+
+        The BYE's final response runs this again (``answer``) for a BYE whose request
+        found nothing yet; the usual case is that the request already released the
+        appearance, which is not worth a log line (it looked like Kamailio's #341).
+        """
         caller = self._caller_line(leg)
         table = self.core.appearances
         if caller is not None:
             appearance = self._by_index_or_dialog(caller, scan.index, leg)
             if appearance is not None:
                 table.release(caller, appearance.index)
-            else:
+            elif not answer:
                 logger.info("BYE on %s: dialog %s is not active", caller, leg.call_id)
         callee = self._callee_line(leg, request.uri, caller)
         if callee is not None:
@@ -462,7 +469,9 @@ class CallTracker:
         if method == "INVITE":
             self._invite_response(response, request, leg, scan, now)
         elif method == "BYE" and response.status >= 200:
-            self._bye(request, leg, CallInfoScan(present=False, value=None, invalid=False))
+            self._bye(
+                request, leg, CallInfoScan(present=False, value=None, invalid=False), answer=True
+            )
 
     def on_repeated_answer(self, response: SipResponse) -> None:
         """A retransmitted 2xx relayed again: the edits of the first copy (SCA Call-Info
