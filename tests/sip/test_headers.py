@@ -369,6 +369,20 @@ def test_malformed_via(value: str) -> None:
         parse_via(value)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "SIP/2.0/UDP 127.0.0.1:0;branch=z9hG4bKa;rport",  # the fast path
+        "SIP/2.0/UDP 127.0.0.1 : 00 ;branch=z9hG4bKa",
+        "SIP/2.0/UDP [::1]:0",
+    ],
+)
+def test_via_port_zero_is_refused(value: str) -> None:
+    # Was read as "no port": replies went to 5060, where the sender never was (fuzzing).
+    with pytest.raises(RemoteProtocolError, match="Via port value out of range"):
+        parse_via(value)
+
+
 # --- scalars --------------------------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ def test_public_surface() -> None:
             "TransactionTimedOut",
             "TransportFailed",
             "build_ack",
+            "reply_via_problem",
             "response_destination",
             "stateless_response_destination",
         ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from sipsca.errors import RemoteProtocolError
+from sipsca.runtime.app import stamp_via
 from sipsca.sip import SipRequest, parse_via
 from sipsca.sip.address import Flow
 from sipsca.transaction import (
@@ -13,6 +15,7 @@ from sipsca.transaction import (
     RequestReceived,
     TransactionLayer,
     TransactionTerminated,
+    reply_via_problem,
     response_destination,
     stateless_response_destination,
 )
@@ -184,3 +187,81 @@ def test_server_responses_go_to_the_18_2_2_destination(layer: TransactionLayer) 
     assert isinstance(ev, RequestReceived)
     layer.send_response(reply(req, 200), now=0, key=ev.key)
     assert layer.messages_to_send()[0].destination == SOURCE
+
+
+# -- hostile Vias (bounded fuzzing of a real server, tests/ops/test_ops_fuzz.py) --------------
+
+
+@pytest.mark.parametrize(
+    "via",
+    [
+        "SIP/2.0/XYZ 10.0.0.1;received=198.51.100.3;rport=7000",
+        "SIP/2.0/SCTP 10.0.0.1:5062",
+        "SIP/2.0/UDP 10.0.0.1;received=198.51.100.3;rport=99999",
+        "SIP/2.0/UDP 10.0.0.1;received=198.51.100.3;rport=0",
+        "SIP/2.0/UDP 10.0.0.1;received=198.51.100.3;rport=abc",
+    ],
+)
+def test_stateless_response_destination_refuses_what_nothing_can_reach(via: str) -> None:
+    # A stray 2xx whose next Via said rport=99999 went to port 34463 (uvloop truncates),
+    # rport=0 to port 0, and SIP/2.0/XYZ opened a TCP connection.
+    with pytest.raises(RemoteProtocolError, match="Unusable Via"):
+        stateless_response_destination(parse_via(via))
+
+
+def test_stateless_response_to_an_unusable_via_is_dropped(layer: TransactionLayer) -> None:
+    req = request("OPTIONS", via="SIP/2.0/XYZ 10.0.0.1:5062")
+    layer.send_response(reply(req, 200), now=0)  # no transaction: stateless
+    assert layer.messages_to_send() == []
+
+
+@pytest.mark.parametrize(
+    ("via", "source", "problem"),
+    [
+        ("SIP/2.0/UDP 10.0.0.1;maddr=proxy.example.com", SOURCE, True),
+        ("SIP/2.0/UDP 10.0.0.1;maddr=not_a_host", SOURCE, True),
+        ("SIP/2.0/UDP 10.0.0.1;maddr=", SOURCE, True),
+        ("SIP/2.0/UDP 10.0.0.1;maddr", SOURCE, True),
+        ("SIP/2.0/UDP 10.0.0.1;maddr=239.1.1.1", SOURCE, False),
+        ("SIP/2.0/UDP 10.0.0.1;maddr=[2001:db8::1]", SOURCE, False),
+        ("SIP/2.0/UDP 10.0.0.1;received=garbage;rport=1", SOURCE, False),
+        ("SIP/2.0/TCP 10.0.0.1;maddr=proxy.example.com", Flow("tcp", "203.0.113.9", 1), False),
+    ],
+)
+def test_reply_via_problem(via: str, source: Flow, problem: bool) -> None:
+    # A maddr host name (we resolve none for responses) lost every reply over UDP.
+    reason = reply_via_problem(parse_via(via), source)
+    assert (reason is not None) is problem
+    if problem:
+        assert reason == "Unusable Via maddr (not an IP address)"
+
+
+# The runtime's RFC 3261 18.2.1 stamping decides what response_destination reads.
+@pytest.mark.parametrize(
+    ("params", "stamped"),
+    [
+        ("", ""),
+        (";rport", ";rport=40123;received=203.0.113.9"),
+        # the sender's own received/rport values: replaced by the packet's source
+        (";received=10.1.2.3", ""),
+        (";received=203.0.113.9", ";received=203.0.113.9"),  # true already: left as it is
+        (";received=garbage;rport", ";rport=40123;received=203.0.113.9"),
+        (";rport=99999", ";rport=40123;received=203.0.113.9"),
+        (";rport=abc;received=203.0.113.9", ";rport=40123;received=203.0.113.9"),
+    ],
+)
+def test_stamp_via_writes_received_and_rport_itself(params: str, stamped: str) -> None:
+    # received=10.1.2.3 (or 127.0.0.3, garbage) with sent-by = source sent every reply there.
+    req = request("OPTIONS", via="SIP/2.0/UDP 203.0.113.9:5062", via_params=params)
+    stamp_via(req, SOURCE)
+    assert str(req.top_via) == f"SIP/2.0/UDP 203.0.113.9:5062;branch={MAGIC_COOKIE}b1{stamped}"
+    assert response_destination(req.top_via, SOURCE) == Flow(
+        "udp", "203.0.113.9", 40123 if "rport" in stamped else 5062
+    )
+
+
+def test_stamp_via_refuses_a_top_via_no_reply_can_follow() -> None:
+    req = request("OPTIONS", via_params=";maddr=proxy.example.com")
+    with pytest.raises(RemoteProtocolError, match="Unusable Via maddr"):
+        stamp_via(req, SOURCE)
+    stamp_via(request("ACK", via_params=";maddr=proxy.example.com"), SOURCE)  # never answered

@@ -51,6 +51,7 @@ from sipsca.transaction import (
     TransactionTerminated,
     TransactionTimedOut,
     TransportFailed,
+    reply_via_problem,
 )
 
 if TYPE_CHECKING:
@@ -95,15 +96,28 @@ _STAMPED = frozenset(("received", "rport"))
 
 
 def stamp_via(request: SipRequest, source: Flow) -> None:
-    """Add ``received`` (RFC 3261 18.2.1) and fill ``rport`` (RFC 3581 4) in the top Via."""
+    """Add ``received`` (RFC 3261 18.2.1) and fill ``rport`` (RFC 3581 4) in the top Via.
+
+    Only the receiver writes these: a ``received`` or ``rport`` value the sender put there
+    itself is replaced by the packet's source (else the replies would go wherever the
+    sender named). A top Via no reply can be routed to (``reply_via_problem``) raises.
+
+    Raises:
+        RemoteProtocolError: the top Via is missing, malformed or unusable (400).
+    """
     via = request.top_via
+    if request.method != "ACK":  # an ACK is never answered
+        problem = reply_via_problem(via, source)
+        if problem is not None:
+            raise RemoteProtocolError(problem)
     rport = via.param("rport")
-    if via.host == source.host and rport != "":
+    received = via.param("received")
+    if via.host == source.host and rport is None and received in (None, source.host):
         return
     params = [p for p in via.params if p[0].lower() not in _STAMPED]
     if rport is not None:
         params.append(("rport", str(source.port)))
-    if via.host != source.host or rport == "":
+    if via.host != source.host or rport is not None:
         params.append(("received", source.host))
     request.replace_top_via(
         Via(transport=via.transport, host=via.host, port=via.port, params=tuple(params))

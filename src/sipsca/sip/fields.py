@@ -440,7 +440,8 @@ def parse_via(value: str) -> Via:
     Memoised like :func:`parse_name_addr`: a request's Via values come back in its responses.
 
     Raises:
-        RemoteProtocolError: malformed sent-protocol, sent-by or parameters (400).
+        RemoteProtocolError: malformed sent-protocol, sent-by or parameters, or a port
+            outside 1-65535 (400).
     """
     if len(value) <= _CACHE_MAX_LEN:
         return _parse_via_cached(value)
@@ -452,7 +453,7 @@ def _parse_via(value: str) -> Via:
     if simple is not None:
         transport, host, port_text, ptext = simple.groups()
         port = None if port_text is None else int(port_text)
-        if is_valid_host(host) and (port is None or port <= 65535):
+        if is_valid_host(host) and (port is None or 0 < port <= 65535):
             params = split_simple_params(ptext) if ptext is not None else ()
             return Via(transport=transport, host=host, port=port, params=params)
     m = _VIA_RE.fullmatch(value.strip(" \t"))
@@ -494,6 +495,8 @@ def _split_sent_by(sent_by: str) -> tuple[str, int | None]:
     port: int | None = None
     if portpart:
         port = parse_uint(portpart, 65535, "Via port")
+        if port == 0:  # nothing can be sent to port 0: not "absent" (5060) either
+            raise RemoteProtocolError("Via port value out of range")
     return host, port
 
 

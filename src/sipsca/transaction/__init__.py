@@ -7,7 +7,7 @@ the state tables generated from the machines' ``_TRANSITIONS``.
 from __future__ import annotations
 
 from sipsca.transaction._client import build_ack
-from sipsca.transaction._server import stateless_response_destination
+from sipsca.transaction._server import reply_via_problem, stateless_response_destination
 from sipsca.transaction.events import (
     CancelReceived,
     Outgoing,
@@ -37,6 +37,7 @@ __all__ = [
     "TransactionTimedOut",
     "TransportFailed",
     "build_ack",
+    "reply_via_problem",
     "response_destination",
     "stateless_response_destination",
 ]

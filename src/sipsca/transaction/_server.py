@@ -15,8 +15,10 @@ reason phrase and the timing.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
+from sipsca.errors import RemoteProtocolError
 from sipsca.sip.address import Flow
 from sipsca.sip.fields import Via
 from sipsca.sip.message import SipMessage, SipRequest, SipResponse
@@ -35,6 +37,7 @@ __all__ = [
     "ServerInviteTransaction",
     "ServerNonInviteTransaction",
     "ServerTransaction",
+    "reply_via_problem",
     "response_destination",
     "stateless_response_destination",
 ]
@@ -77,22 +80,60 @@ def response_destination(response_via: Via, source: Flow) -> Flow:
     return Flow(source.transport, host, port)
 
 
+def reply_via_problem(via: Via, source: Flow) -> str | None:
+    """Why :func:`response_destination` cannot route a reply to a request received from
+    ``source`` whose top Via is ``via``; None when it can.
+
+    Only an unreliable transport reads the Via (a reliable one answers over the
+    connection). There a ``maddr`` must be an IP address: the layer resolves no names
+    (RFC 3263 5 is not done for responses), so a host name (or an empty or mistyped value)
+    would lose every reply. The runtime answers such a request 400 at the packet's source.
+    """
+    if source.reliable:
+        return None
+    maddr = via.param("maddr")
+    if maddr is not None and not _is_ip(maddr):
+        return "Unusable Via maddr (not an IP address)"
+    return None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text[1:-1] if text.startswith("[") else text)
+    except ValueError:
+        return False
+    return True
+
+
+_STATELESS_TRANSPORTS = frozenset(("udp", "tcp", "tls"))
+"""Transports a stateless response can leave on (the runtime has no others)."""
+
+
 def stateless_response_destination(response_via: Via) -> Flow:
     """Where a response with no server transaction (and so no known source) goes.
 
     Read from the Via alone (RFC 3261 18.2.2 with RFC 3581): ``maddr``; else ``received``
     (else the sent-by host) with the ``rport`` value (else the sent-by port). Correct when
     whoever received the request stamped ``received``/``rport`` (RFC 3261 18.2.1).
+
+    Raises:
+        RemoteProtocolError: the Via names a transport other than UDP, TCP or TLS, or an
+            ``rport`` that is not a port (1-65535): the response cannot be sent.
     """
     transport = response_via.transport.lower()
+    if transport not in _STATELESS_TRANSPORTS:
+        raise RemoteProtocolError(f"Unusable Via transport {response_via.transport[:20]!r}")
     default = _default_port(transport)
     maddr = response_via.param("maddr")
     if maddr:
         return Flow(transport, maddr.strip("[]"), response_via.port or default)
     host = response_via.param("received") or response_via.host.strip("[]")
     rport = response_via.param("rport")
-    port = int(rport) if rport and rport.isdigit() else (response_via.port or default)
-    return Flow(transport, host, port)
+    if not rport:
+        return Flow(transport, host, response_via.port or default)
+    if not (rport.isascii() and rport.isdigit() and len(rport) <= 5 and 0 < int(rport) < 65536):
+        raise RemoteProtocolError(f"Unusable Via rport {rport[:20]!r}")
+    return Flow(transport, host, int(rport))
 
 
 class ServerTransaction(Transaction):

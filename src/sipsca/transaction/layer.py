@@ -280,7 +280,8 @@ class TransactionLayer(TransactionCore):
         timer H waits for the ACK. Non-INVITE final: Completed for timer J.
 
         With no matching transaction (none ever, or already terminated) the response is
-        sent statelessly to the Via's ``received``/``rport``/sent-by (RFC 3261 18.2.2).
+        sent statelessly to the Via's ``received``/``rport``/sent-by (RFC 3261 18.2.2), or
+        dropped when that Via names a transport or ``rport`` nothing can reach.
         Afterwards drain :meth:`messages_to_send` and :meth:`next_event`.
 
         Raises:
@@ -334,7 +335,10 @@ class TransactionLayer(TransactionCore):
             via = response.top_via
         except RemoteProtocolError as exc:
             raise LocalProtocolError(f"Cannot send response: {exc.reason}") from exc
-        destination = stateless_response_destination(via)
+        try:
+            destination = stateless_response_destination(via)
+        except RemoteProtocolError:
+            return  # a peer's Via (transport, rport) nothing can reach: the response is lost
         self._outbox.append(
             Outgoing(data=response.to_bytes(), destination=destination, message=response)
         )
