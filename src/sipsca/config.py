@@ -35,6 +35,12 @@ class ServerConfig:
     """PEM certificate (chain) for ``tls`` listeners."""
     tls_key: str = ""
     """PEM private key of ``tls_cert``."""
+    tls_verify: bool = False
+    """Verify the certificate chain of TLS peers sipsca connects to against ``tls_ca_file``
+    (not the host name: connections go to resolved addresses); false as Kamailio's
+    ``verify_certificate = no`` (phones mostly have self-signed certificates)."""
+    tls_ca_file: str = ""
+    """PEM CA bundle for ``tls_verify``; empty = the system's trusted CAs."""
     user_agent: str = "sipsca"
     """``Server``/``User-Agent`` header value of generated messages; empty = none."""
     max_message_size: int = 65535

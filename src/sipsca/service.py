@@ -33,20 +33,30 @@ __all__ = ["build_storage", "check_startup", "run_server", "serve", "tls_context
 logger = logging.getLogger(__name__)
 
 
-def tls_contexts(config: SipscaConfig) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
-    """Server and client contexts of the ``tls`` listeners (None, None without one)."""
-    if not any(item.startswith("tls:") for item in config.server.listen):
-        return None, None
+def tls_contexts(config: SipscaConfig) -> tuple[ssl.SSLContext | None, ssl.SSLContext]:
+    """Server context of the ``tls`` listeners (None without one) and the client context.
+
+    There is always a client context: a next hop with ``transport=tls`` is reached over
+    TLS whether or not sipsca listens on TLS itself (it used to get plain TCP).
+    """
+    server = config.server
+    client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    client_ctx.check_hostname = False  # the Flow holds the resolved address, not the name
+    if server.tls_verify:
+        if server.tls_ca_file:
+            try:
+                client_ctx.load_verify_locations(server.tls_ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"server.tls_ca_file: cannot load {server.tls_ca_file}: {exc}")
+    else:
+        client_ctx.verify_mode = ssl.CERT_NONE
+    if not any(item.startswith("tls:") for item in server.listen):
+        return None, client_ctx
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        server_ctx.load_cert_chain(config.server.tls_cert, config.server.tls_key)
+        server_ctx.load_cert_chain(server.tls_cert, server.tls_key)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"server.tls_cert/server.tls_key: cannot load {config.server.tls_cert}: {exc}"
-        )
-    client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    client_ctx.check_hostname = False
-    client_ctx.verify_mode = ssl.CERT_NONE
+        raise ConfigError(f"server.tls_cert/server.tls_key: cannot load {server.tls_cert}: {exc}")
     return server_ctx, client_ctx
 
 

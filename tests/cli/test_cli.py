@@ -174,6 +174,10 @@ def _tls(pem: str) -> dict[str, dict[str, Any]]:
     [
         (_tls("no.pem"), "server.tls_cert/server.tls_key: cannot load no.pem"),
         (_tls("bad.pem"), "server.tls_cert/server.tls_key: cannot load bad.pem"),
+        (
+            {"server": {"tls_verify": True, "tls_ca_file": "bad.pem"}},
+            "server.tls_ca_file: cannot load bad.pem",
+        ),
         ({"db": {"db_url": "redis://x"}}, "db.db_url: unsupported scheme 'redis://'"),
         ({"db": {"db_url": "db.sqlite"}}, "db.db_url: 'db.sqlite' has no scheme"),
         ({"db": {"subs_table": "sca-subs"}}, "db.subs_table: 'sca-subs' is not a plain SQL"),

@@ -6,15 +6,24 @@ import pytest
 from proxy_factory import PROXY_IP, UA_VIA, is_myself, request
 
 from sipsca.errors import LocalProtocolError
+from sipsca.proxy.context import ResponseContext
 from sipsca.proxy.route import (
+    branch_needs_tls,
     build_via,
     is_myself_factory,
+    is_sips_uri,
     make_cancel,
+    needs_tls,
     next_hop,
     prepare_forward,
     preprocess_routes,
     record_route_values,
+    secure_transport,
+    sips_not_allowed_warning,
+    sips_record_route,
+    sips_required_warning,
     strip_own_via,
+    tls_capable_binding,
 )
 from sipsca.sip.message import SipRequest, make_response
 from sipsca.sip.parser import parse_message
@@ -449,3 +458,133 @@ def test_make_cancel_only_for_invite() -> None:
         make_cancel(request("SUBSCRIBE"))
     with pytest.raises(LocalProtocolError):
         make_cancel(request(vias=[]))
+
+
+# --------------------------------------------------------------------------- SIPS
+@pytest.mark.parametrize(
+    ("uri", "routes", "tls"),
+    [
+        ("sips:bob@example.com", [], True),
+        ("SIPS:bob@example.com", [], True),
+        ("sip:bob@example.com", [], False),
+        ("sip:bob@example.com;transport=tls", [], False),  # TLS by choice, not a SIPS target
+        ("sip:bob@192.0.2.4", ["<sips:p1.example.net;lr>", "<sip:p2.example.net;lr>"], True),
+        ("sip:bob@192.0.2.4", ['"Edge" <sips:p1.example.net;lr>'], True),
+        ("sip:bob@192.0.2.4", ["<sip:p1.example.net;lr>", "<sips:p2.example.net;lr>"], False),
+        ("tel:+15551234", [], False),
+    ],
+)
+def test_needs_tls_request_uri_or_first_route(uri: str, routes: list[str], tls: bool) -> None:
+    """RFC 3261 16.6 step 4: a SIPS Request-URI or first Route value makes the request
+    TLS-only (RFC 5630 4: every hop) and record-routed with a SIPS URI."""
+    req = request("INVITE", uri, extra=[("Route", r) for r in routes])
+    assert needs_tls(req) is tls
+
+
+def test_needs_tls_after_our_sips_route_is_consumed() -> None:
+    """In a dialog the caller's first Route is our own ``sips:`` Record-Route: once
+    preprocess_routes() removed it, the Request-URI and the next Route decide."""
+    mine = sips_record_route(PROXY_IP, 5061)
+    req = request(
+        "BYE", "sip:bob@192.0.2.4;transport=tls", to="<sip:bob@x>;tag=b", extra=[("Route", mine)]
+    )
+    assert needs_tls(req)
+    assert preprocess_routes(req, is_myself)
+    assert not needs_tls(req)
+    req = request("BYE", "sips:bob@192.0.2.4", to="<sip:bob@x>;tag=b", extra=[("Route", mine)])
+    assert preprocess_routes(req, is_myself) and needs_tls(req)
+
+
+def test_branch_needs_tls_request_target_or_path() -> None:
+    sip_req = request("INVITE", "sip:bob@example.com")
+    sips_req = request("INVITE", "sips:bob@example.com")
+    assert branch_needs_tls(sips_req, "sip:bob@192.0.2.4:5070;transport=tls")
+    assert branch_needs_tls(sip_req, "sips:bob@192.0.2.4:5071")
+    assert branch_needs_tls(sip_req, "sip:bob@192.0.2.4", ["<sips:edge.example.net;lr>"])
+    assert not branch_needs_tls(sip_req, "sip:bob@192.0.2.4", ["<sip:edge.example.net;lr>"])
+    assert not branch_needs_tls(sip_req, "sip:bob@192.0.2.4:5061;transport=tls")
+
+
+@pytest.mark.parametrize(
+    ("transport", "ok"),
+    [("tls", True), ("TLS", True), ("wss", True), ("udp", False), ("tcp", False), ("ws", False)],
+)
+def test_secure_transport(transport: str, ok: bool) -> None:
+    assert secure_transport(transport) is ok
+
+
+@pytest.mark.parametrize(
+    ("contact", "received", "ok"),
+    [
+        ("sips:bob@192.0.2.4:5071", "udp:192.0.2.4:5070", True),  # a SIPS contact: TLS
+        ("sips:bob@192.0.2.4:5071", "", True),
+        ("sip:bob@192.0.2.4:5070;transport=tls", "tls:192.0.2.4:40001", True),
+        ("sip:bob@192.0.2.4:5070", "tls:[2001:db8::4]:40001", True),
+        ("sip:bob@192.0.2.4:5070", "udp:192.0.2.4:5070", False),
+        ("sip:bob@192.0.2.4:5070;transport=tls", "tcp:192.0.2.4:40001", False),
+        ("sip:bob@192.0.2.4:5070", "", False),
+    ],
+)
+def test_tls_capable_binding(contact: str, received: str, ok: bool) -> None:
+    """Which bindings a request for a ``sips:`` AoR may be forked to (RFC 5630 5.3)."""
+    assert tls_capable_binding(contact, received) is ok
+
+
+def test_sips_warnings_rfc5630_9() -> None:
+    assert sips_not_allowed_warning("10.0.0.10:5061") == '380 10.0.0.10:5061 "SIPS Not Allowed"'
+    assert sips_required_warning("10.0.0.10") == '381 10.0.0.10 "SIPS Required"'
+
+
+@pytest.mark.parametrize(
+    ("text", "sips"),
+    [("sips:bob@h", True), (" SIPS:h", True), ("sip:bob@h;transport=tls", False), ("tel:1", False)],
+)
+def test_is_sips_uri(text: str, sips: bool) -> None:
+    assert is_sips_uri(text) is sips
+
+
+def test_sips_record_route_is_ours_and_loose() -> None:
+    """Our ``sips:`` Record-Route: TLS port, ``lr``, no ``transport=tls`` (RFC 5630 3.1.4);
+    loose_route() knows it as ours by the TLS port, IPv6 bracketed."""
+    value = sips_record_route(PROXY_IP, 5061)
+    assert value == "<sips:10.0.0.10:5061;lr>"
+    assert sips_record_route("2001:db8::10", 5061) == "<sips:[2001:db8::10]:5061;lr>"
+    assert sips_record_route("proxy.example.com", None) == "<sips:proxy.example.com;lr>"
+    assert record_route_values(local_uri_in=value) == [value]
+    req = request(
+        "BYE",
+        "sips:alice@192.0.2.1:5071",
+        to="<sips:bob@example.com>;tag=b",
+        extra=[("Route", value)],
+    )
+    assert preprocess_routes(req, is_myself) is True
+    assert req.headers.values("route") == []
+    # the TLS port is ours, a sips: value on another port is not
+    other = request(
+        "BYE",
+        "sips:alice@192.0.2.1",
+        to="<sip:b@x>;tag=b",
+        extra=[("Route", sips_record_route(PROXY_IP, 5081))],
+    )
+    assert preprocess_routes(other, is_myself) is False
+
+
+def test_context_refused_branch_answers_480_with_warning() -> None:
+    """A SIPS branch the runtime refused to send without TLS (RFC 5630 5.3) completes as
+    a synthesised 480 carrying the 380 Warning; a really received 4xx wins over it."""
+    warning = sips_not_allowed_warning("10.0.0.10:5061")
+    req = request("INVITE", "sips:bob@example.com")
+    alone = ResponseContext(req, invite=True)
+    alone.add_branch("insecure-1", req, "sip:bob@192.0.2.4")
+    action = alone.on_branch_refused("insecure-1", 480, warning=warning)
+    assert action.forward_upstream is not None and action.done
+    assert action.forward_upstream.status == 480
+    assert action.forward_upstream.headers.get("warning") == warning
+    assert alone.finished
+
+    mixed = ResponseContext(req, invite=True)
+    mixed.add_branch("insecure-1", req, "sip:bob@192.0.2.4")
+    mixed.add_branch("tls-2", req, "sips:bob@192.0.2.5")
+    assert mixed.on_branch_refused("insecure-1", 480, warning=warning).forward_upstream is None
+    busy = make_response(req, 486, to_tag="b2")
+    assert mixed.on_response("tls-2", busy).forward_upstream is busy

@@ -1,5 +1,6 @@
 """Next-hop resolution: without I/O (``Resolver.resolve_now``), and RFC 3263 look-ups
-(NAPTR, SRV, A/AAAA, getaddrinfo) against a fake name server: no network is used."""
+(NAPTR, SRV, A/AAAA, getaddrinfo) against a fake name server: no network is used. A look-up
+gives the ordered list of targets a branch fails over along (RFC 3263 4.3)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import random
 import socket
 import time
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import dns.resolver
 import dns.rrset
 
-from sipsca.runtime.resolver import Resolver
+from sipsca.runtime.resolver import FAILURE_TTL, MAX_TARGETS, Resolver, srv_order
 from sipsca.sip.address import Flow
 from sipsca.sip.uri import parse_uri
 
@@ -124,11 +125,20 @@ def hosts_file(table: dict[str, list[str]]) -> Any:
     return getaddrinfo
 
 
+def lookup_all(
+    fake: FakeDns, uri: str, *, rng: random.Random | None = None, getaddrinfo: Any = None
+) -> tuple[tuple[Flow, ...], float]:
+    """Every target of ``uri``, in the order a branch tries them, and the TTL."""
+    resolver = Resolver(dns_client=fake, getaddrinfo=getaddrinfo or no_getaddrinfo, rng=rng)
+    return resolver._lookup(*Resolver.lookup_key(parse_uri(uri)))
+
+
 def lookup(
     fake: FakeDns, uri: str, *, rng: random.Random | None = None, getaddrinfo: Any = None
 ) -> tuple[Flow | None, float]:
-    resolver = Resolver(dns_client=fake, getaddrinfo=getaddrinfo or no_getaddrinfo, rng=rng)
-    return resolver._lookup(*Resolver.lookup_key(parse_uri(uri)))
+    """The first target of ``uri`` (the one a request goes to first), and the TTL."""
+    flows, ttl = lookup_all(fake, uri, rng=rng, getaddrinfo=getaddrinfo)
+    return (flows[0] if flows else None), ttl
 
 
 EXAMPLE = {
@@ -175,8 +185,8 @@ def test_without_tls_dns_never_chooses_tls_for_a_sip_uri() -> None:
     with_tls = Resolver(dns_client=FakeDns(zone), getaddrinfo=no_getaddrinfo)
     without = Resolver(dns_client=FakeDns(zone), getaddrinfo=no_getaddrinfo, tls=False)
     key = Resolver.lookup_key(parse_uri("sip:bob@example.com"))
-    assert with_tls._lookup(*key)[0] == Flow("tls", "192.0.2.10", 5071)
-    assert without._lookup(*key)[0] == Flow("udp", "192.0.2.10", 5072)  # SRV, no NAPTR left
+    assert with_tls._lookup(*key)[0] == (Flow("tls", "192.0.2.10", 5071),)
+    assert without._lookup(*key)[0] == (Flow("udp", "192.0.2.10", 5072),)  # SRV, no NAPTR left
 
 
 def test_naptr_service_without_srv_records_tries_the_next_one() -> None:
@@ -280,6 +290,131 @@ def test_srv_weights_choose_within_a_priority() -> None:
     }
 
 
+class Srv(NamedTuple):
+    priority: int
+    weight: int
+    name: str
+
+
+def test_srv_order_lowest_priority_first_then_by_weight() -> None:
+    """``srv_order`` (pure, RFC 2782): priorities in ascending order whatever the weights;
+    within one, weight 0 first in the running sum, then the first record whose running sum
+    reaches the number drawn, again and again over the records left."""
+    records = [
+        Srv(20, 0, "backup"),
+        Srv(10, 10, "light"),
+        Srv(10, 0, "zero"),
+        Srv(10, 90, "heavy"),
+    ]
+    # draw 50 of 0..100 -> heavy (0, 10, 100); draw 0 of 0..10 -> zero; light; backup
+    order = srv_order(records, FixedRandom(50, 0, 0, 0).randint)
+    assert [r.name for r in order] == ["heavy", "zero", "light", "backup"]
+    # draw 0 -> zero; then 5 of 0..100 -> light (10); heavy
+    order = srv_order(records, FixedRandom(0, 5).randint)
+    assert [r.name for r in order] == ["zero", "light", "heavy", "backup"]
+    assert srv_order([], FixedRandom().randint) == []
+
+
+def test_srv_order_keeps_the_order_of_zero_weights() -> None:
+    records = [Srv(10, 0, "a"), Srv(10, 0, "b"), Srv(5, 0, "c"), Srv(10, 0, "d")]
+    assert [r.name for r in srv_order(records, FixedRandom().randint)] == ["c", "a", "b", "d"]
+
+
+def test_srv_order_draws_from_zero_to_the_sum_inclusive() -> None:
+    """RFC 2782 as written: the number is drawn in 0..sum (inclusive) and the first record
+    whose running sum reaches it is taken, so with weights 1 and 3 the draws 0 and 1 pick
+    the first record, 2-4 the second."""
+    records = [Srv(10, 1, "one"), Srv(10, 3, "three")]
+    asked: list[tuple[int, int]] = []
+
+    def draw(point: int) -> str:
+        def randint(a: int, b: int) -> int:
+            asked.append((a, b))
+            return point if (a, b) == (0, 4) else a
+
+        return srv_order(records, randint)[0].name
+
+    assert [draw(point) for point in range(5)] == ["one", "one", "three", "three", "three"]
+    assert asked[0] == (0, 4)
+
+
+def test_every_srv_target_with_every_address_in_order() -> None:
+    """The failover list (RFC 3263 4.3): SRV targets in RFC 2782 order, each with all its
+    addresses (A, else AAAA); a target without address or ``.`` is left out."""
+    fake = FakeDns(
+        {
+            ("_sip._udp.example.com.", "SRV"): [
+                "20 0 5063 c.example.com.",
+                "10 0 5061 a.example.com.",
+                "10 0 5062 b.example.com.",
+                "15 0 5064 gone.example.com.",
+                "30 0 5060 .",
+            ],
+            ("a.example.com.", "A"): ["192.0.2.1", "192.0.2.2"],
+            ("b.example.com.", "AAAA"): ["2001:db8::1"],
+            ("c.example.com.", "A"): ["192.0.2.3"],
+            ("c.example.com.", "AAAA"): ["2001:db8::3"],
+        }
+    )
+    flows, _ = lookup_all(fake, "sip:bob@example.com;transport=udp", getaddrinfo=hosts_file({}))
+    assert flows == (
+        Flow("udp", "192.0.2.1", 5061),
+        Flow("udp", "192.0.2.2", 5061),
+        Flow("udp", "2001:db8::1", 5062),
+        Flow("udp", "192.0.2.3", 5063),
+    )
+    assert ("c.example.com.", "AAAA") not in fake.queries  # A found: IPv4 only
+
+
+def test_the_target_list_is_bounded() -> None:
+    """At most MAX_TARGETS targets, and no address is asked for the SRV records past them."""
+    srv = [f"10 0 {5060 + n} t{n}.example.com." for n in range(12)]
+    zone = {("_sip._tcp.example.com.", "SRV"): srv}
+    zone |= {(f"t{n}.example.com.", "A"): [f"192.0.2.{n + 1}"] for n in range(12)}
+    fake = FakeDns(zone)
+    flows, _ = lookup_all(fake, "sip:bob@example.com;transport=tcp")
+    assert MAX_TARGETS == 8
+    assert flows == tuple(Flow("tcp", f"192.0.2.{n + 1}", 5060 + n) for n in range(8))
+    assert len([q for q in fake.queries if q[1] == "A"]) == 8
+    many = FakeDns({("many.example.com.", "A"): [f"192.0.2.{n}" for n in range(1, 20)]})
+    assert len(lookup_all(many, "sip:bob@many.example.com:5060")[0]) == MAX_TARGETS
+
+
+def test_a_name_server_failing_midway_keeps_the_targets_found_briefly() -> None:
+    """DNS times out on the second target's address: the list keeps the first target (the
+    request can go), asks nothing more (neither DNS nor the hosts file, which could wait
+    for the same name servers), and is cached like a failure, for a few seconds."""
+    fake = FakeDns(
+        {
+            ("_sip._udp.example.com.", "SRV"): [
+                "10 0 5061 a.example.com.",
+                "20 0 5062 b.example.com.",
+                "30 0 5063 c.example.com.",
+            ],
+            ("a.example.com.", "A"): ["192.0.2.1"],
+            ("c.example.com.", "A"): ["192.0.2.3"],
+        },
+        timeouts=("b.example.com.",),
+    )
+    flows, ttl = lookup_all(fake, "sip:bob@example.com;transport=udp")  # no getaddrinfo
+    assert flows == (Flow("udp", "192.0.2.1", 5061),)
+    assert ttl == FAILURE_TTL
+    assert ("c.example.com.", "A") not in fake.queries
+
+
+def test_getaddrinfo_gives_every_ipv4_address_else_every_ipv6_one() -> None:
+    hosts = hosts_file(
+        {
+            "pbx.lan": ["2001:db8::9", "10.1.2.3", "10.1.2.4", "10.1.2.3"],
+            "v6.lan": ["fe80::1%eth0", "2001:db8::8"],
+        }
+    )
+    flows, _ = lookup_all(FakeDns({}), "sip:bob@pbx.lan:5070", getaddrinfo=hosts)
+    assert flows == (Flow("udp", "10.1.2.3", 5070), Flow("udp", "10.1.2.4", 5070))
+    flows, _ = lookup_all(FakeDns({}), "sip:bob@v6.lan:5070", getaddrinfo=hosts)
+    assert flows == (Flow("udp", "fe80::1", 5070), Flow("udp", "2001:db8::8", 5070))
+
+
 def test_srv_target_without_address_falls_to_the_next_record() -> None:
     fake = FakeDns(
         {
@@ -317,11 +452,13 @@ def test_localhost_with_the_real_getaddrinfo() -> None:
     """The system's own ``getaddrinfo`` resolves ``localhost`` (the end-to-end tests rely
     on it) without any name server."""
     resolver = Resolver(dns_client=FakeDns({}))
-    flow, _ = resolver._lookup(
+    flows, _ = resolver._lookup(
         *Resolver.lookup_key(parse_uri("sip:x@localhost:5099;transport=tcp"))
     )
-    assert flow is not None and flow.port == 5099 and flow.transport == "tcp"
-    assert ipaddress.ip_address(flow.host).is_loopback
+    assert flows, "localhost has an address"
+    for flow in flows:
+        assert flow.port == 5099 and flow.transport == "tcp"
+        assert ipaddress.ip_address(flow.host).is_loopback
 
 
 def test_names_dns_does_not_know_come_from_getaddrinfo() -> None:
@@ -363,8 +500,8 @@ def test_dns_timeout_stops_asking_dns() -> None:
 def test_without_name_servers_only_getaddrinfo_is_used() -> None:
     resolver = Resolver(getaddrinfo=hosts_file({"pbx.lan": ["10.1.2.3"]}))
     resolver._dns_ready = True  # as when /etc/resolv.conf lists no name server
-    flow, _ = resolver._lookup(*Resolver.lookup_key(parse_uri("sip:bob@pbx.lan:5070")))
-    assert flow == Flow("udp", "10.1.2.3", 5070)
+    flows, _ = resolver._lookup(*Resolver.lookup_key(parse_uri("sip:bob@pbx.lan:5070")))
+    assert flows == (Flow("udp", "10.1.2.3", 5070),)
 
 
 # --- asynchronous resolution and the cache ----------------------------------------------------
@@ -386,6 +523,31 @@ async def test_resolve_caches_answers_and_shares_concurrent_lookups() -> None:
     assert 118 < expires - time.monotonic() <= 120
 
 
+async def test_resolve_targets_caches_the_whole_list() -> None:
+    """``resolve_targets`` gives every target, ``targets_now`` then gives them without I/O;
+    ``resolve`` / ``resolve_now`` give the first. A static route or an IP literal is one
+    target."""
+    fake = FakeDns({("pbx.example.", "A"): ["192.0.2.50", "192.0.2.51"]})
+    resolver = Resolver(
+        static_routes=(("carrier.example", "udp:192.0.2.9:5070"),),
+        dns_client=fake,
+        getaddrinfo=hosts_file({}),
+    )
+    uri = parse_uri("sip:bob@pbx.example:5070")
+    assert resolver.targets_now(uri) == ()
+    both = (Flow("udp", "192.0.2.50", 5070), Flow("udp", "192.0.2.51", 5070))
+    assert await resolver.resolve_targets(uri) == both
+    assert resolver.targets_now(uri) == both
+    assert resolver.resolve_now(uri) == both[0]
+    assert await resolver.resolve(uri) == both[0]
+    assert fake.queries == [("pbx.example.", "A")]
+    assert resolver.targets_now(parse_uri("sip:b@carrier.example")) == (
+        Flow("udp", "192.0.2.9", 5070),
+    )
+    assert resolver.targets_now(parse_uri("sip:b@192.0.2.1")) == (Flow("udp", "192.0.2.1", 5060),)
+    resolver.close()
+
+
 async def test_negative_answers_are_cached_too() -> None:
     fake = FakeDns({})
     resolver = Resolver(dns_client=fake, getaddrinfo=hosts_file({}))
@@ -395,8 +557,8 @@ async def test_negative_answers_are_cached_too() -> None:
     assert not resolver.must_query(uri)  # fails at once from now on
     assert await resolver.resolve(uri) is None
     assert len(fake.queries) == queries
-    expires, flow = resolver._cache[Resolver.lookup_key(uri)]
-    assert flow is None and expires - time.monotonic() <= 60.0
+    expires, flows = resolver._cache[Resolver.lookup_key(uri)]
+    assert flows == () and expires - time.monotonic() <= 60.0
     resolver.close()
 
 

@@ -1,13 +1,15 @@
 """Transports (RFC 3261 18, RFC 5658): TCP end to end, UDP caller to TCP callee with double
 Record-Route, and a TLS listener with a self-signed certificate made by the test (register
-and call in both directions over TLS)."""
+and call in both directions over TLS); SIPS (RFC 3261 16.6 step 4, RFC 5630): ``sips:``
+Record-Route, TLS-only forwarding, 480/380 and 416 refusals."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
-from support import ProxyServer, StreamClient, build_request, rand
+from support import ProxyServer, RawUdp, StreamClient, build_request, rand, self_signed_cert
 
 from helpers.phone import Phone, make_sdp
 
@@ -210,3 +212,349 @@ async def test_tcp_phone_whose_connection_closed_is_reached_at_its_contact(
     finally:
         listener.close()
         await listener.wait_closed()
+
+
+# ------------------------------------------------------------------------------ SIPS
+def sips_rr(host: str, port: int | None) -> str:
+    return f"<sips:{host}:{port};lr>"
+
+
+async def register_on(
+    client: Any, server: ProxyServer, aor: str, contact: str, *, via: str | None = None
+) -> None:
+    """REGISTER ``contact`` for ``aor`` (a ``sip:`` or ``sips:`` AoR) from ``client``."""
+    scheme = aor.partition(":")[0]
+    reg = build_request(
+        "REGISTER",
+        f"{scheme}:{server.domain}",
+        via=via or client.via,
+        from_=f"<{aor}>;tag={rand(8)}",
+        to=f"<{aor}>",
+        headers=[("Contact", f"<{contact}>;expires=600"), ("Content-Length", "0")],
+    )
+    client.send(reg)
+    r = await client.response(reg.call_id)
+    assert r.status == 200, r
+
+
+async def sips_call_and_bye(server: ProxyServer, rr_host: str) -> None:
+    """A TLS caller calls a ``sips:`` AoR bound over TLS with a ``sips:`` contact: the INVITE
+    reaches the callee over TLS with one ``<sips:rr_host:TLS port;lr>`` Record-Route, and
+    the caller's ACK and BYE, routed by that value, reach the callee (the proxy knows its
+    own ``sips:`` Route) and the BYE is answered."""
+    assert server.tls_port is not None
+    want_rr = sips_rr(rr_host, server.tls_port)
+    callee_user, caller_user = f"sbob-{rand(5)}", f"salice-{rand(5)}"
+    callee_aor = f"sips:{callee_user}@{server.domain}"
+    caller_aor = f"sips:{caller_user}@{server.domain}"
+    async with (
+        StreamClient(server.tls_addr, tls=True) as callee,
+        StreamClient(server.tls_addr, tls=True) as caller,
+    ):
+        callee_contact = f"sips:{callee_user}@{callee.local[0]}:{callee.local[1]}"
+        caller_contact = f"sips:{caller_user}@{caller.local[0]}:{caller.local[1]}"
+        await register_on(callee, server, callee_aor, callee_contact)
+
+        cid = f"sips-{rand(8)}"
+        invite = build_request(
+            "INVITE",
+            callee_aor,
+            via=caller.via,
+            from_=f"<{caller_aor}>;tag={rand(8)}",
+            to=f"<{callee_aor}>",
+            call_id=cid,
+            headers=[("Contact", f"<{caller_contact}>")],
+            body=make_sdp("sendrecv"),
+            content_type="application/sdp",
+        )
+        caller.send(invite)
+        inv = await callee.request("INVITE")
+        assert inv.uri == callee_contact
+        assert inv.top_via.transport.upper() == "TLS"
+        assert inv.headers.values("record-route") == [want_rr]
+        callee.send(build_ok(inv, callee_contact))
+        answered = await caller.response(cid, status=200)
+        assert answered.headers.values("record-route") == [want_rr]
+
+        routes = list(reversed(answered.headers.values("record-route")))
+        target = answered.contacts[0].uri_text
+        assert target == callee_contact
+        for method, cseq in (("ACK", 1), ("BYE", 2)):
+            caller.send(
+                build_request(
+                    method,
+                    target,
+                    via=caller.via,
+                    from_=invite.headers.get("from") or "",
+                    to=f"<{callee_aor}>;tag={answered.to_tag}",
+                    call_id=cid,
+                    cseq=cseq,
+                    headers=[("Route", v) for v in routes] + [("Content-Length", "0")],
+                )
+            )
+        ack = await callee.request("ACK")
+        assert ack.call_id == cid and ack.headers.values("route") == []
+        bye = await callee.request("BYE")
+        assert bye.call_id == cid and bye.headers.values("route") == []
+        assert bye.top_via.transport.upper() == "TLS"
+        callee.send(build_ok(bye, callee_contact, body=b""))
+        bye_ok = await caller.wait(
+            lambda m: getattr(m, "status", 0) == 200 and (m.headers.get("cseq") or "") == "2 BYE",
+            what="200 to BYE",
+        )
+        assert bye_ok is not None
+
+
+async def test_sips_call_over_tls_is_record_routed_with_sips(server: ProxyServer) -> None:
+    """RFC 3261 16.6 step 4: a ``sips:`` Request-URI gets a ``sips:`` Record-Route (our TLS
+    listener's address and port, no ``transport=tls``: RFC 5630 3.1.4), and the dialog
+    it sets up routes through it."""
+    await sips_call_and_bye(server, "127.0.0.1")
+
+
+async def test_sips_record_route_names_the_advertised_host(make_server: Any) -> None:
+    """With ``advertised_address = "name:port"`` the ``sips:`` Record-Route is the name with
+    the TLS listener's port, and an in-dialog request routed by it is recognised as ours
+    (the static route only keeps a wrong answer from reaching real DNS)."""
+    srv = make_server(
+        lambda s: {
+            "server": {"advertised_address": f"proxy.test:{s.port}"},
+            "proxy": {"static_routes": [["proxy.test", f"tls:127.0.0.1:{s.tls_port}"]]},
+        },
+        tls=True,
+    )
+    await sips_call_and_bye(srv, "proxy.test")
+
+
+async def test_sips_aor_bound_only_over_udp_is_refused(server: ProxyServer) -> None:
+    """RFC 5630 5.3: a ``sips:`` target whose only binding is a ``sip:`` contact registered
+    over UDP is not forwarded there: ``480`` with ``Warning: 380 ... "SIPS Not Allowed"``,
+    and nothing reaches the UDP phone."""
+    user = f"scarol-{rand(5)}"
+    aor = f"sips:{user}@{server.domain}"
+    async with RawUdp(server.sip_addr) as phone:
+        await register_on(phone, server, aor, f"sip:{user}@127.0.0.1:{phone.port}")
+        async with StreamClient(server.tls_addr, tls=True) as caller:
+            cid = f"sips-udp-{rand(8)}"
+            caller.send(
+                build_request(
+                    "INVITE",
+                    aor,
+                    via=caller.via,
+                    from_=f"<sips:dave@{server.domain}>;tag={rand(8)}",
+                    to=f"<{aor}>",
+                    call_id=cid,
+                    headers=[("Contact", f"<sips:dave@{caller.local[0]}:{caller.local[1]}>")],
+                    body=make_sdp("sendrecv"),
+                    content_type="application/sdp",
+                )
+            )
+            final = await caller.response(cid)
+        assert final.status == 480, final
+        warning = final.headers.get("warning") or ""
+        assert warning.startswith("380 ") and warning.endswith('"SIPS Not Allowed"'), warning
+        assert not [m for m in phone.messages if getattr(m, "method", "") == "INVITE"]
+
+
+async def test_sips_target_with_a_udp_static_route_is_refused(make_server: Any) -> None:
+    """A ``sips:`` target in another domain whose static route is a UDP next hop is never
+    sent there (the route's transport cannot carry a SIPS request): ``480`` + ``380``."""
+    async with RawUdp(("127.0.0.1", 9)) as other:
+        srv = make_server(
+            {"proxy": {"static_routes": [["other.example", f"udp:127.0.0.1:{other.port}"]]}},
+            tls=True,
+        )
+        async with StreamClient(srv.tls_addr, tls=True) as caller:
+            req = build_request(
+                "MESSAGE",
+                "sips:eve@other.example",
+                via=caller.via,
+                from_=f"<sips:frank@{srv.domain}>;tag={rand(8)}",
+                to="<sips:eve@other.example>",
+                body=b"hi",
+                content_type="text/plain",
+            )
+            caller.send(req)
+            final = await caller.response(req.call_id)
+        assert final.status == 480, final
+        assert (final.headers.get("warning") or "").startswith("380 ")
+        assert other.messages == []
+
+
+async def test_sips_target_without_a_tls_listener_is_416(make_server: Any) -> None:
+    """Without a ``tls`` listener sipsca cannot Record-Route with ``sips:`` (nothing could
+    reach it over TLS in the dialog): a request for a ``sips:`` target it would forward is
+    ``416 Unsupported URI Scheme`` (decisions.md), even when the AoR has a (UDP) binding."""
+    srv = make_server()
+    user = f"serin-{rand(5)}"
+    aor = f"sips:{user}@{srv.domain}"
+    async with RawUdp(srv.sip_addr) as phone, RawUdp(srv.sip_addr) as caller:
+        await register_on(phone, srv, aor, f"sip:{user}@127.0.0.1:{phone.port}")
+        req = build_request(
+            "INVITE",
+            aor,
+            via=caller.via,
+            from_=f"<sip:gina@{srv.domain}>;tag={rand(8)}",
+            to=f"<{aor}>",
+            headers=[("Contact", f"<sip:gina@127.0.0.1:{caller.port}>")],
+            body=make_sdp("sendrecv"),
+            content_type="application/sdp",
+        )
+        caller.send(req)
+        final = await caller.response(req.call_id)
+        assert final.status == 416, final
+        assert not [m for m in phone.messages if getattr(m, "method", "") == "INVITE"]
+
+
+async def test_sip_aor_with_only_sips_contacts_and_no_tls_is_480_381(make_server: Any) -> None:
+    """Without a ``tls`` listener a ``sips:`` contact cannot be called (no ``sips:``
+    Record-Route for its side of the dialog): a
+    ``sip:`` AoR bound only to one gets ``480`` + ``Warning: 381 ... "SIPS Required"``
+    (RFC 5630 5.3) instead of the contact being sent to over the UDP flow it came from."""
+    srv = make_server()
+    user = f"shank-{rand(5)}"
+    aor = f"sip:{user}@{srv.domain}"
+    async with RawUdp(srv.sip_addr) as phone, RawUdp(srv.sip_addr) as caller:
+        await register_on(phone, srv, aor, f"sips:{user}@127.0.0.1:{phone.port}")
+        req = build_request(
+            "MESSAGE",
+            aor,
+            via=caller.via,
+            from_=f"<sip:ivy@{srv.domain}>;tag={rand(8)}",
+            to=f"<{aor}>",
+            body=b"hi",
+            content_type="text/plain",
+        )
+        caller.send(req)
+        final = await caller.response(req.call_id)
+        assert final.status == 480, final
+        warning = final.headers.get("warning") or ""
+        assert warning.startswith("381 ") and warning.endswith('"SIPS Required"'), warning
+        assert not [m for m in phone.messages if getattr(m, "method", "") == "MESSAGE"]
+
+
+async def test_sips_contact_bound_over_udp_is_reached_over_tls(
+    server: ProxyServer, tmp_path: Any
+) -> None:
+    """A ``sips:`` contact means TLS (RFC 5630): registered over UDP, it is not sent to
+    over that UDP flow but at its own address over TLS."""
+    cert, key = self_signed_cert(tmp_path)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    received: list[bytes] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read(65535))
+        writer.close()
+
+    listener = await asyncio.start_server(accept, "127.0.0.1", 0, ssl=ctx)
+    port = listener.sockets[0].getsockname()[1]
+    user = f"sjoe-{rand(5)}"
+    aor = f"sip:{user}@{server.domain}"
+    try:
+        async with RawUdp(server.sip_addr) as phone, RawUdp(server.sip_addr) as caller:
+            await register_on(phone, server, aor, f"sips:{user}@127.0.0.1:{port}")
+            caller.send(
+                build_request(
+                    "MESSAGE",
+                    aor,
+                    via=caller.via,
+                    from_=f"<sip:kim@{server.domain}>;tag={rand(8)}",
+                    to=f"<{aor}>",
+                    body=b"hi",
+                    content_type="text/plain",
+                )
+            )
+            for _ in range(50):
+                if received:
+                    break
+                await asyncio.sleep(0.1)
+            assert received and received[0].startswith(
+                f"MESSAGE sips:{user}@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/TLS ".encode()
+            ), received
+            assert not [m for m in phone.messages if getattr(m, "method", "") == "MESSAGE"]
+    finally:
+        listener.close()
+        await listener.wait_closed()
+
+
+async def _tls_peer(cert: Any, key: Any, received: list[bytes]) -> asyncio.Server:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            received.append(await reader.read(65535))
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(accept, "127.0.0.1", 0, ssl=ctx)
+
+
+async def _message_via_static_route(srv: ProxyServer, received: list[bytes]) -> Any:
+    """A MESSAGE from a UDP phone to ``sip:dan@tlspeer.test`` (statically routed over TLS);
+    returns the caller's final response, if the server sent one within 40 s."""
+    async with RawUdp(srv.sip_addr) as caller:
+        req = build_request(
+            "MESSAGE",
+            "sip:dan@tlspeer.test",
+            via=caller.via,
+            from_=f"<sip:eve@{srv.domain}>;tag={rand(8)}",
+            to="<sip:dan@tlspeer.test>",
+            body=b"hi",
+            content_type="text/plain",
+        )
+        caller.send(req)
+        for _ in range(100):
+            if received or [m for m in caller.messages if getattr(m, "status", 0) >= 200]:
+                break
+            await asyncio.sleep(0.1)
+        finals = [m for m in caller.messages if getattr(m, "status", 0) >= 200]
+        return finals[0] if finals else None
+
+
+async def test_tls_next_hop_is_tls_without_a_tls_listener(make_server: Any, tmp_path: Any) -> None:
+    """A next hop reached over TLS (static route ``tls:``) gets TLS even when sipsca has no
+    TLS listener of its own; it used to get the request in clear text over TCP."""
+    cert, key = self_signed_cert(tmp_path)
+    received: list[bytes] = []
+    peer = await _tls_peer(cert, key, received)
+    port = peer.sockets[0].getsockname()[1]
+    try:
+        srv = make_server({"proxy": {"static_routes": [["tlspeer.test", f"tls:127.0.0.1:{port}"]]}})
+        await _message_via_static_route(srv, received)
+        assert received and received[0].startswith(b"MESSAGE sip:dan@tlspeer.test SIP/2.0\r\n")
+        assert b"Via: SIP/2.0/TLS " in received[0]
+    finally:
+        peer.close()
+        await peer.wait_closed()
+
+
+async def test_tls_verify_refuses_a_peer_outside_the_ca_file(
+    make_server: Any, tmp_path: Any
+) -> None:
+    """``tls_verify``: a peer whose certificate the CA file does not vouch for gets nothing
+    (the caller gets 503); with its certificate in ``tls_ca_file`` it gets the request."""
+    cert, key = self_signed_cert(tmp_path)
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other_ca, _ = self_signed_cert(other_dir)
+    received: list[bytes] = []
+    peer = await _tls_peer(cert, key, received)
+    port = peer.sockets[0].getsockname()[1]
+    route = {"static_routes": [["tlspeer.test", f"tls:127.0.0.1:{port}"]]}
+    try:
+        for ca, trusted in ((other_ca, False), (cert, True)):
+            received.clear()
+            srv = make_server(
+                {"server": {"tls_verify": True, "tls_ca_file": str(ca)}, "proxy": route}
+            )
+            final = await _message_via_static_route(srv, received)
+            if trusted:
+                assert received and received[0].startswith(b"MESSAGE sip:dan@tlspeer.test ")
+            else:
+                assert final is not None and final.status == 503, final
+                assert not [r for r in received if r]
+    finally:
+        peer.close()
+        await peer.wait_closed()

@@ -15,8 +15,8 @@ Selection of the final response (16.7 step 6), as implemented::
     within the class     401/407 first (challenges merged, step 7), then 415/420/484
                          (they tell the caller how to retry), then responses really
                          received before ones we synthesised (408 timeout, 503
-                         transport error), then the lowest code, then the first
-                         received. The RFC allows any response of the class;
+                         transport error, 480 SIPS refusal), then the lowest code,
+                         then the first received. The RFC allows any response of the class;
                          lowest-code-wins is Kamailio's t_pick_branch rule and makes
                          the choice independent of arrival order (404 beats 486).
     chosen 503           replaced by 500 (step 6: a 503 means *we* are unavailable)
@@ -262,6 +262,27 @@ class ResponseContext:
         if branch.final is not None:
             return self._action()
         self._complete(branch, self._local(503), synthetic=True)
+        return self._finish((), None)
+
+    def on_branch_refused(
+        self, key: str, status: int, *, warning: str | None = None
+    ) -> ContextAction:
+        """Branch ``key`` was not sent: the proxy itself refused it with ``status``.
+
+        Used for a SIPS target whose only way is a non-TLS flow (RFC 5630 5.3: not to be
+        forwarded; 480 with warn-code 380, ``warning`` being that ``Warning`` value). The
+        branch counts as a synthesised final like a 408 or 503, so a response really
+        received on another branch is preferred within the same class.
+
+        Raises:
+            LocalProtocolError: unknown branch key.
+        """
+        branch = self._get(key)
+        if branch.final is not None:
+            return self._action()
+        extra = [("Warning", warning)] if warning else None
+        response = make_response(self.request, status, to_tag=local_tag(self.request), extra=extra)
+        self._complete(branch, response, synthetic=True)
         return self._finish((), None)
 
     def on_no_branches(self) -> ContextAction:

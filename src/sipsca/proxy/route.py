@@ -11,6 +11,13 @@ Request path, in the order the runtime calls it::
     prepare_forward()        16.6 steps 1-6 and 8 for one target
     next_hop()               16.6 step 7
 
+SIPS (RFC 3261 16.6 step 4 and 26.2.2, RFC 5630): :func:`needs_tls` and
+:func:`branch_needs_tls` tell whether a request or one of its branches may only travel
+over TLS (and record-routes with a ``sips:`` URI), :func:`secure_transport` whether a
+flow qualifies, :func:`tls_capable_binding` which registered contacts may take a request
+for a SIPS target, and :func:`sips_not_allowed_warning` / :func:`sips_required_warning`
+the ``Warning`` of the ``480`` that refuses one.
+
 Response path: :func:`strip_own_via` (16.7 step 3), then
 :meth:`sipsca.proxy.context.ResponseContext.on_response`.
 """
@@ -20,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 
-from sipsca.errors import LocalProtocolError
+from sipsca.errors import LocalProtocolError, RemoteProtocolError
 from sipsca.proxy._hashing import MAGIC_COOKIE, loop_hash
 from sipsca.sip.address import parse_flow
 from sipsca.sip.fields import Via, parse_name_addr
@@ -30,15 +37,26 @@ from sipsca.sip.uri import SipUri, parse_uri, uri_equal
 
 __all__ = [
     "DEFAULT_MAX_FORWARDS",
+    "SECURE_TRANSPORTS",
+    "SIPS_NOT_ALLOWED",
+    "SIPS_REQUIRED",
+    "branch_needs_tls",
     "build_via",
     "compute_branch",
     "is_myself_factory",
+    "is_sips_uri",
     "make_cancel",
+    "needs_tls",
     "next_hop",
     "preprocess_routes",
     "prepare_forward",
     "record_route_values",
+    "secure_transport",
+    "sips_not_allowed_warning",
+    "sips_record_route",
+    "sips_required_warning",
     "strip_own_via",
+    "tls_capable_binding",
     "via_is_mine",
 ]
 
@@ -356,6 +374,107 @@ def next_hop(request: SipRequest) -> SipUri:
     if routes:
         return _route_uri(routes[0])
     return request.ruri
+
+
+# --------------------------------------------------------------------------- SIPS
+SECURE_TRANSPORTS = frozenset({"tls", "wss"})
+"""Transports a request for a SIPS URI may take (RFC 5630 4: TLS on every hop; RFC 7118
+5.2: ``wss`` is TLS too)."""
+
+SIPS_NOT_ALLOWED = 380
+"""RFC 5630 9 warn-code: the target cannot be reached over TLS (sent with a 480)."""
+
+SIPS_REQUIRED = 381
+"""RFC 5630 9 warn-code: the target can only be reached with SIPS (sent with a 480)."""
+
+
+def is_sips_uri(text: str) -> bool:
+    """Whether a URI text (a Request-URI, a contact) is a ``sips:`` URI (no parse)."""
+    return text.lstrip()[:5].lower() == "sips:"
+
+
+def _is_sips_value(value: str) -> bool:
+    """Whether a Route/Path value (a name-addr) holds a ``sips:`` URI; False if malformed."""
+    try:
+        return parse_name_addr(value, "Route").uri.scheme == "sips"
+    except RemoteProtocolError:
+        return False
+
+
+def needs_tls(request: SipRequest) -> bool:
+    """Whether ``request`` may only be forwarded over TLS (RFC 3261 16.6 step 4, 26.2.2).
+
+    True when its Request-URI or its first Route value is a SIPS URI: "the URI placed
+    into the Record-Route header field MUST be a SIPS URI" then, and RFC 5630 4 makes a
+    SIPS URI mean TLS on every hop, the last one included (the "last-hop exception" of
+    RFC 3261 is deprecated). Call it on the request as the proxy will forward it: after
+    :func:`preprocess_routes` (our own Route values gone) for an in-dialog request.
+    """
+    if is_sips_uri(request.uri):
+        return True
+    routes = request.headers.values("route")
+    return bool(routes) and _is_sips_value(routes[0])
+
+
+def branch_needs_tls(request: SipRequest, target: str, path: Sequence[str] = ()) -> bool:
+    """Whether the branch of ``request`` to ``target`` may only leave over TLS.
+
+    :func:`needs_tls` of the request (a SIPS Request-URI stays a SIPS target whatever
+    contact it is forked to, RFC 5630 5.3), or a SIPS ``target`` (a contact registered
+    as ``sips:``), or a SIPS first ``path`` value (the next hop of a binding behind an
+    edge proxy).
+    """
+    return needs_tls(request) or is_sips_uri(target) or (bool(path) and _is_sips_value(path[0]))
+
+
+def secure_transport(transport: str) -> bool:
+    """Whether a flow over ``transport`` may carry a request for a SIPS target."""
+    return transport.lower() in SECURE_TRANSPORTS
+
+
+def tls_capable_binding(contact: str, received: str) -> bool:
+    """Whether a registered contact may take a request for a SIPS target.
+
+    A ``sips:`` contact (RFC 5630 5.1.1.1: what a UA registers to be reachable over
+    SIPS), or a contact registered over TLS (``received`` is the flow the REGISTER came
+    from, ``tls:host:port``), which the proxy reaches over that connection or, once it
+    is closed, at its contact (which must then resolve to TLS too: the runtime refuses
+    a non-TLS flow for a SIPS branch, see :func:`branch_needs_tls`).
+    """
+    if is_sips_uri(contact):
+        return True
+    transport = received.partition(":")[0].lower()
+    return bool(received) and secure_transport(transport)
+
+
+def sips_not_allowed_warning(agent: str) -> str:
+    """The ``Warning`` value of a ``480`` refusing a SIPS target (RFC 5630 5.3 and 9).
+
+    Args:
+        agent: our host[:port] (RFC 3261 20.43 warn-agent).
+    """
+    return f'{SIPS_NOT_ALLOWED} {agent} "SIPS Not Allowed"'
+
+
+def sips_required_warning(agent: str) -> str:
+    """The ``Warning`` of a ``480`` for a ``sip:`` request whose target is bound only with
+    ``sips:`` contacts the proxy cannot reach (RFC 5630 5.3 lets a proxy that is not
+    capable of it reject with 480 and warn-code 381; here: no TLS listener)."""
+    return f'{SIPS_REQUIRED} {agent} "SIPS Required"'
+
+
+def sips_record_route(host: str, port: int | None) -> str:
+    """Our ``Record-Route`` value for a SIPS request: ``<sips:host:port;lr>``.
+
+    RFC 3261 16.6 step 4: with a SIPS Request-URI or first Route "the URI placed into
+    the Record-Route header field MUST be a SIPS URI". ``host`` and ``port`` are those
+    of our TLS listener (or the advertised name); no ``transport=tls`` (RFC 5630 3.1.4
+    deprecates it: the scheme alone means TLS). IPv6 hosts are bracketed.
+    """
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    hostport = host if port is None else f"{host}:{port}"
+    return f"<sips:{hostport};lr>"
 
 
 # --------------------------------------------------------------------------- 16.7

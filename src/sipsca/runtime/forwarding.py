@@ -3,6 +3,15 @@
 The pure :class:`~sipsca.proxy.context.ResponseContext` decides which response goes
 upstream and which branches to cancel; this module moves the messages, runs timer C and
 feeds the SCA engine with every response sent toward the caller.
+
+DNS failover (RFC 3263 4.3): a branch whose next hop resolved to several targets (SRV
+records, addresses; all of one transport) keeps them in a :class:`_Failover`. When the
+target it was sent to cannot be reached (transport error), does not answer at all (timer
+B/F) or answers 503, the same request goes to the next target in a new client transaction
+(a new Via branch). The response context keeps seeing one branch, under the key of its
+first transaction, and hears of the failure only when no target is left or the branch may
+not move on (the request was cancelled, timer C fired, a final went upstream, a 6xx
+arrived, or the target had answered 101-199: the call went on there).
 """
 
 from __future__ import annotations
@@ -14,7 +23,16 @@ from typing import TYPE_CHECKING
 from sipsca.errors import RemoteProtocolError
 from sipsca.proxy._hashing import local_tag
 from sipsca.proxy.context import ContextAction, ResponseContext
-from sipsca.proxy.route import compute_branch, make_cancel, next_hop, prepare_forward, strip_own_via
+from sipsca.proxy.route import (
+    branch_needs_tls,
+    compute_branch,
+    make_cancel,
+    needs_tls,
+    next_hop,
+    prepare_forward,
+    secure_transport,
+    strip_own_via,
+)
 from sipsca.sip.address import Flow
 from sipsca.sip.message import SipRequest, SipResponse, make_response
 from sipsca.sip.uri import SipUri
@@ -29,17 +47,77 @@ __all__ = ["ProxyCore"]
 logger = logging.getLogger(__name__)
 
 
+class _Failover:
+    """A branch with more targets than the one it is sent to (RFC 3263 4.3).
+
+    ``branch`` is the key the response context knows the branch by (its first client
+    transaction); ``key``, ``request`` and ``dest`` are those of the transaction running
+    now. When every target has failed, the context is told the outcome it would choose had
+    each attempt been a branch of its own: a time-out (408: the lower class), else a 503
+    received (it becomes 500 upstream, 16.7 step 6), else our 503 for a transport error.
+    """
+
+    __slots__ = (
+        "answer",
+        "branch",
+        "cancel_due",
+        "cancel_reason",
+        "cancel_sent",
+        "dest",
+        "exhausted",
+        "flows",
+        "index",
+        "key",
+        "progressed",
+        "request",
+        "responded",
+        "target",
+        "timed_out",
+        "tried",
+    )
+
+    def __init__(
+        self, key: str, request: SipRequest, flows: tuple[Flow, ...], target: str, index: int
+    ) -> None:
+        self.branch = key
+        self.key = key
+        self.request = request
+        self.dest = flows[0]
+        self.flows = flows
+        self.tried = 1
+        """Targets sent to so far (``flows[tried - 1]`` is ``dest``)."""
+        self.target = target
+        self.index = index
+        self.responded = False
+        """The running transaction had a provisional response."""
+        self.progressed = False
+        """The running transaction had a 101-199: the call went on there, it stays there."""
+        self.answer: SipResponse | None = None
+        """The last 503 a target answered."""
+        self.timed_out = False
+        """A target never answered (timer B/F)."""
+        self.cancel_due = False
+        """A CANCEL is wanted but the running transaction had no provisional response yet
+        (RFC 3261 9.1): it is sent with the first one."""
+        self.cancel_reason: str | None = None
+        self.cancel_sent = False
+        self.exhausted = False
+        """The context has been told the outcome: nothing more is sent on this branch."""
+
+
 class _Forwarded:
     """A proxied server transaction."""
 
     __slots__ = (
         "answered",
         "context",
+        "failover",
         "key",
         "request",
         "resolving",
         "sca",
         "sca_request",
+        "stopped",
         "timer_c",
     )
 
@@ -61,6 +139,11 @@ class _Forwarded:
         """To-tags of the 2xx already seen: a retransmitted 2xx is relayed, not re-tracked."""
         self.resolving = False
         """DNS is being asked for a next hop: no branch exists yet (see ``relay``)."""
+        self.failover: dict[str, _Failover] | None = None
+        """Branches with more targets to try, by the context's key (made when needed)."""
+        self.stopped = False
+        """No branch may move to another target: the caller cancelled, or a 6xx arrived
+        (RFC 3261 16.7 step 5, 16.10: no new branches)."""
 
 
 def _stop_timer_c(fwd: _Forwarded) -> None:
@@ -75,6 +158,9 @@ class ProxyCore:
         self.forwarded: dict[str, _Forwarded] = {}
         self.branch_of: dict[str, str] = {}
         self.cancels: set[str] = set()
+        self.retry_of: dict[str, str] = {}
+        """Client transaction of a failover attempt -> the context's key of its branch (the
+        first attempt's transaction is that key itself and is not listed)."""
 
     # ------------------------------------------------------------------ requests
     def relay(
@@ -112,13 +198,13 @@ class ProxyCore:
                 "SUBSCRIBE",
                 "REFER",
             )
-        dests: list[Flow | None] = []
+        dests: list[tuple[Flow, ...]] = []
         lookups: list[tuple[int, SipUri]] = []
         for index, target in enumerate(targets):
-            dest, hop = self._destination(request, target)
-            if dest is None and hop is not None and app.resolver.must_query(hop):
+            flows, hop = self._destination(request, target)
+            if not flows and hop is not None and app.resolver.must_query(hop):
                 lookups.append((index, hop))
-            dests.append(dest)
+            dests.append(flows)
         if invite and targets:
             self._arm_timer_c(fwd)
         if lookups:
@@ -135,10 +221,11 @@ class ProxyCore:
 
     def _destination(
         self, request: SipRequest, target: Target
-    ) -> tuple[Flow | None, SipUri | None]:
-        """Where a branch to ``target`` goes: (flow known now, next-hop URI to resolve)."""
+    ) -> tuple[tuple[Flow, ...], SipUri | None]:
+        """Where a branch to ``target`` goes: (flows known now, in the order to try them;
+        next-hop URI to resolve)."""
         if target.flow is not None:  # a registered flow is known
-            return target.flow, None
+            return (target.flow,), None
         # the probe only tells the next hop (Route, Path or the target itself)
         probe = prepare_forward(
             request,
@@ -150,15 +237,15 @@ class ProxyCore:
         try:
             hop = next_hop(probe)
         except RemoteProtocolError:
-            return None, None
-        return self.app.resolver.resolve_now(hop), hop
+            return (), None
+        return self.app.resolver.targets_now(hop), hop
 
     async def _resolve_and_fork(
         self,
         fwd: _Forwarded,
         source: Flow,
         targets: list[Target],
-        dests: list[Flow | None],
+        dests: list[tuple[Flow, ...]],
         lookups: list[tuple[int, SipUri]],
         record_route: bool,
         member_call_info: str | None,
@@ -166,15 +253,15 @@ class ProxyCore:
         """Resolve the next hops DNS must tell (in parallel), then fork (runs as a task)."""
         resolver = self.app.resolver
         try:
-            flows = await asyncio.gather(
-                *(resolver.resolve(hop) for _, hop in lookups), return_exceptions=True
+            answers = await asyncio.gather(
+                *(resolver.resolve_targets(hop) for _, hop in lookups), return_exceptions=True
             )
         finally:
             fwd.resolving = False
         if self.forwarded.get(fwd.key) is not fwd or fwd.context.done:
             return  # cancelled (487 sent) or its server transaction ended meanwhile
-        for (index, _), flow in zip(lookups, flows, strict=True):
-            dests[index] = flow if isinstance(flow, Flow) else None  # an error: no answer
+        for (index, _), flows in zip(lookups, answers, strict=True):
+            dests[index] = flows if isinstance(flows, tuple) else ()  # an error: no answer
         self._fork_all(fwd, source, targets, dests, record_route, member_call_info)
 
     def _fork_all(
@@ -182,7 +269,7 @@ class ProxyCore:
         fwd: _Forwarded,
         source: Flow,
         targets: list[Target],
-        dests: list[Flow | None],
+        dests: list[tuple[Flow, ...]],
         record_route: bool,
         member_call_info: str | None,
     ) -> None:
@@ -195,6 +282,10 @@ class ProxyCore:
             if failed is not None:
                 unresolved.append(failed)
         for failed in unresolved:  # every branch is added before any outcome is fed in
+            if failed.startswith("insecure-"):  # 480 + Warning: 380 SIPS Not Allowed
+                warning = self.app.router.sips_warning()
+                self._apply(fwd, context.on_branch_refused(failed, 480, warning=warning))
+                continue
             self._apply(fwd, context.on_transport_error(failed))
         if not targets:
             self._apply(fwd, context.on_no_branches())
@@ -205,23 +296,32 @@ class ProxyCore:
         source: Flow,
         target: Target,
         index: int,
-        dest: Flow | None,
+        flows: tuple[Flow, ...],
         record_route: bool,
         member_call_info: str | None,
     ) -> str | None:
-        """Send one branch to ``dest``; returns the key of a branch without a destination."""
+        """Send one branch to ``flows[0]`` (the others are its failover targets); returns
+        the key of a branch without a destination."""
         app = self.app
         router = app.router
         branch = compute_branch(fwd.request, index)
+        dest = flows[0] if flows else None
         if dest is None:
             logger.info("cannot resolve %s", target.uri)
             key = "unresolved-" + branch
             fwd.context.add_branch(key, fwd.request, target.uri)
             return key
+        sips = branch_needs_tls(fwd.request, target.uri, target.path)
+        # RFC 5630 5.3: TLS only (and without a TLS listener there is no TLS client either)
+        if sips and not (secure_transport(dest.transport) and router.tls_listener()):
+            logger.info("not sending %s over %s: a sips: target needs TLS", target.uri, dest)
+            key = "insecure-" + branch
+            fwd.context.add_branch(key, fwd.request, target.uri)
+            return key
         rr: list[str] = []
         if record_route:
-            inbound = router.record_route_uri(source.transport)
-            outbound = router.record_route_uri(dest.transport)
+            inbound = router.record_route_uri(source.transport, sips=needs_tls(fwd.request))
+            outbound = router.record_route_uri(dest.transport, sips=sips)
             rr = [inbound] if inbound == outbound else [outbound, inbound]
         out = prepare_forward(
             fwd.request,
@@ -235,6 +335,10 @@ class ProxyCore:
         key = app.send_request(out, dest)
         fwd.context.add_branch(key, out, target.uri)
         self.branch_of[key] = fwd.key
+        if len(flows) > 1:
+            if fwd.failover is None:
+                fwd.failover = {}
+            fwd.failover[key] = _Failover(key, out, flows, target.uri, index)
         return None
 
     def forward_stateless(self, request: SipRequest) -> None:
@@ -260,6 +364,8 @@ class ProxyCore:
 
     def _send_stateless(self, request: SipRequest, dest: Flow) -> None:
         app = self.app
+        if needs_tls(request) and not secure_transport(dest.transport):
+            return  # a sips: ACK never leaves without TLS (RFC 5630 5.3); nobody to answer
         branch = compute_branch(request)
         out = prepare_forward(
             request, target=request.uri, via=app.router.via_value(dest, branch), record_route=[]
@@ -290,6 +396,7 @@ class ProxyCore:
             if invite is not None and app.tl.server_state(invite_key) == "proceeding":
                 router.reply(invite, invite_key, 487, "Request Terminated")
             return
+        fwd.stopped = True  # 16.10: no new branches, no other target either
         if fwd.resolving:
             # No branch yet (DNS pending): answer 487 now; nothing is forked when the
             # answer comes (RFC 3261 16.10: no new branches after a CANCEL).
@@ -302,14 +409,30 @@ class ProxyCore:
             self._send_cancel(fwd, branch, reason)
 
     def _send_cancel(self, fwd: _Forwarded, branch: str, reason: str | None) -> None:
+        """CANCEL ``branch`` (the context's key): the transaction running on it now."""
         app = self.app
-        sent = fwd.context.branch_request(branch)
-        dest = app.flow_of_key.get(branch)
+        failover = fwd.failover.get(branch) if fwd.failover is not None else None
+        if failover is None:
+            sent = fwd.context.branch_request(branch)
+            key = branch
+        else:
+            if failover.exhausted or failover.cancel_sent:
+                return
+            if not failover.responded:
+                # The context saw a provisional response from an earlier target; this one
+                # has sent none yet (RFC 3261 9.1): the CANCEL goes with its first one.
+                failover.cancel_due = True
+                failover.cancel_reason = reason
+                return
+            failover.cancel_due = False
+            failover.cancel_sent = True
+            sent, key = failover.request, failover.key
+        dest = app.flow_of_key.get(key)
         if sent is None or dest is None:
             return
         cancel = make_cancel(sent, reason=reason)
-        key = app.send_request(cancel, dest)
-        self.cancels.add(key)
+        cancel_key = app.send_request(cancel, dest)
+        self.cancels.add(cancel_key)
 
     # ------------------------------------------------------------------ responses
     def on_response(self, response: SipResponse, key: str) -> None:
@@ -323,10 +446,28 @@ class ProxyCore:
             return
         if not strip_own_via(response):
             return
-        action = fwd.context.on_response(key, response)
+        branch = self.retry_of.get(key, key)
+        failover = fwd.failover.get(branch) if fwd.failover is not None else None
+        status = response.status
+        if failover is not None:
+            if failover.key != key:
+                return  # a target already given up (its transaction is over)
+            if status < 200:
+                failover.responded = True
+                failover.progressed = failover.progressed or status > 100
+            elif status == 503:
+                # RFC 3263 4.3: on to the next target; the 503 goes upstream only if none is
+                # left
+                self._failed(fwd, failover, answer=response)
+                return
+        if status >= 600:
+            fwd.stopped = True  # 16.7 step 5: no new branches
+        action = fwd.context.on_response(branch, response)
         if action.reset_timer_c and fwd.timer_c is not None:
             self._arm_timer_c(fwd)
         self._apply(fwd, action)
+        if failover is not None and failover.cancel_due and failover.responded:
+            self._send_cancel(fwd, branch, failover.cancel_reason)
 
     def on_branch_failure(self, key: str, *, timeout: bool) -> None:
         if key in self.cancels:
@@ -335,10 +476,82 @@ class ProxyCore:
         fwd = self.forwarded.get(server_key) if server_key is not None else None
         if fwd is None:
             return
+        branch = self.retry_of.get(key, key)
+        failover = fwd.failover.get(branch) if fwd.failover is not None else None
+        if failover is not None:
+            if failover.key == key:  # else a target already given up
+                self._failed(fwd, failover, timeout=timeout)
+            return
         action = (
             fwd.context.on_branch_timeout(key) if timeout else fwd.context.on_transport_error(key)
         )
         self._apply(fwd, action)
+
+    # ------------------------------------------------------------------ DNS failover
+    def _failed(
+        self,
+        fwd: _Forwarded,
+        failover: _Failover,
+        *,
+        timeout: bool = False,
+        answer: SipResponse | None = None,
+    ) -> None:
+        """The running transaction of a failover branch failed: a transport error, a
+        time-out or (``answer``) a 503. Send to the next target, or tell the context."""
+        if timeout:
+            failover.timed_out = True
+        elif answer is not None:
+            failover.answer = answer
+        if self._may_fail_over(fwd, failover, timeout=timeout):
+            why = "timed out" if timeout else "unreachable" if answer is None else "answered 503"
+            self._next_target(fwd, failover, why)
+            return
+        failover.exhausted = True
+        context = fwd.context
+        if failover.timed_out:
+            action = context.on_branch_timeout(failover.branch)
+        elif failover.answer is not None:
+            action = context.on_response(failover.branch, failover.answer)
+        else:
+            action = context.on_transport_error(failover.branch)
+        self._apply(fwd, action)
+
+    def _may_fail_over(self, fwd: _Forwarded, failover: _Failover, *, timeout: bool) -> bool:
+        if failover.tried >= len(failover.flows):
+            return False  # every target tried (a look-up gives at most MAX_TARGETS)
+        if failover.progressed or (timeout and failover.responded):
+            return False  # the target took the request (a 101-199, or timer F after a 1xx)
+        if fwd.stopped or failover.cancel_due or failover.cancel_sent or fwd.context.done:
+            return False  # cancelled, a 6xx, or a final already went upstream
+        if self.forwarded.get(fwd.key) is not fwd:
+            return False
+        return failover.branch in fwd.context.pending  # not once timer C has ended it
+
+    def _next_target(self, fwd: _Forwarded, failover: _Failover, why: str) -> None:
+        """Send the same request again, in a new client transaction, to the next target.
+
+        The targets of one look-up share their transport, so the request sent to the first
+        (Record-Route, Call-Info and all) only needs a new Via: same sent-by, a branch of
+        its own with the same loop hash (16.6 step 8) and a suffix per attempt.
+        """
+        app = self.app
+        failed = failover.dest
+        dest = failover.flows[failover.tried]
+        branch = f"{compute_branch(fwd.request, failover.index)}.{failover.tried}"
+        failover.tried += 1
+        out = failover.request.copy()
+        out.headers.pop_first_value("via")
+        out.headers.prepend("Via", app.router.via_value(dest, branch))
+        logger.info(
+            "%s to %s: %s %s, trying %s", fwd.request.method, failover.target, failed, why, dest
+        )
+        key = app.send_request(out, dest)
+        self.branch_of[key] = fwd.key
+        self.retry_of[key] = failover.branch
+        failover.key = key
+        failover.request = out
+        failover.dest = dest
+        failover.responded = failover.progressed = False
 
     def on_stray_response(self, response: SipResponse) -> None:
         """2xx retransmissions whose client transaction is gone: forward statelessly (16.7)."""
@@ -426,6 +639,7 @@ class ProxyCore:
 
     def on_terminated(self, key: str) -> None:
         self.cancels.discard(key)
+        self.retry_of.pop(key, None)
         server_key = self.branch_of.pop(key, None)
         if server_key is None:
             fwd = self.forwarded.get(key)

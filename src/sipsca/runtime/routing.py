@@ -15,7 +15,17 @@ from typing import TYPE_CHECKING
 
 from sipsca.auth.digest import DigestAuthenticator
 from sipsca.errors import RemoteProtocolError, StorageError
-from sipsca.proxy.route import is_myself_factory, preprocess_routes
+from sipsca.proxy.route import (
+    is_myself_factory,
+    is_sips_uri,
+    needs_tls,
+    preprocess_routes,
+    secure_transport,
+    sips_not_allowed_warning,
+    sips_record_route,
+    sips_required_warning,
+    tls_capable_binding,
+)
 from sipsca.proxy.validate import check_request
 from sipsca.registrar.logic import aor_of, decide_register, lookup_targets
 from sipsca.runtime.persistence import SubscriberCache
@@ -107,7 +117,14 @@ class RequestRouter:
         self.subscribers = SubscriberCache(app.storage, on_error=app.metrics.db_error)
 
     def configure(self) -> None:
-        self.is_myself = is_myself_factory(sorted(self.app.local_hosts, key=str))
+        hosts = set(self.app.local_hosts)
+        tls = self.app.transports.listener_for("tls")
+        adv_host = self._advertised_host()
+        if tls is not None and adv_host:
+            # Our sips: Record-Route names the advertised host with the TLS listener's port
+            # (sips_record_uri); an advertised "host:port" gives only that one port.
+            hosts.add((adv_host.lower(), tls.port))
+        self.is_myself = is_myself_factory(sorted(hosts, key=str))
 
     # ------------------------------------------------------------------ replies
     def reply(
@@ -139,9 +156,46 @@ class RequestRouter:
         sent_by = self.local_hostport(dest.transport)
         return f"SIP/2.0/{dest.transport.upper()} {sent_by};branch={branch};rport"
 
-    def record_route_uri(self, transport: str) -> str:
+    def record_route_uri(self, transport: str, *, sips: bool = False) -> str:
+        """Our Record-Route value on the side using ``transport``; with ``sips`` (the
+        request or branch needs TLS, :func:`~sipsca.proxy.route.needs_tls`) the
+        ``sips:`` URI of the TLS listener whatever ``transport`` (RFC 3261 16.6 step 4)."""
+        if sips:
+            return self.sips_record_uri()
         params = "" if transport == "udp" else f";transport={transport}"
         return f"<sip:{self.local_hostport(transport)}{params};lr>"
+
+    def _advertised_host(self) -> str:
+        """The host part of ``advertised_address`` (brackets kept), or ""."""
+        adv = self.app.config.server.advertised_address.strip()
+        if adv.startswith("["):
+            return adv[: adv.index("]") + 1] if "]" in adv else adv
+        return adv.partition(":")[0]
+
+    def tls_listener(self) -> bool:
+        """Whether sipsca listens on TLS (and so can make TLS connections at all)."""
+        return self.app.transports.listener_for("tls") is not None
+
+    def sips_record_uri(self) -> str:
+        """``<sips:host:port;lr>``: the advertised host (else the TLS listener's address)
+        and the TLS listener's port, where the far end's in-dialog requests must come
+        over TLS (:meth:`configure` makes it "myself")."""
+        listener = self.app.transports.listener_for("tls")
+        if listener is None:  # not reached: a SIPS request is refused 416 without TLS
+            return f"<sips:{self.local_hostport('tls')};lr>"
+        return sips_record_route(self._advertised_host() or listener.host, listener.port)
+
+    def sips_warning(self, *, required: bool = False) -> str:
+        """``380 host:port "SIPS Not Allowed"``, or with ``required`` ``381 ... "SIPS
+        Required"`` (RFC 5630 5.3 and 9), we being the warn-agent."""
+        agent = self.local_hostport("tls")
+        return sips_required_warning(agent) if required else sips_not_allowed_warning(agent)
+
+    def refuse_sips(self, request: SipRequest, key: str, *, required: bool = False) -> None:
+        """480 + ``Warning: 380``: the SIPS target is reachable only without TLS; with
+        ``required`` ``Warning: 381``: the target has only ``sips:`` contacts and we have
+        no TLS (RFC 5630 5.3)."""
+        self.reply(request, key, 480, None, [("Warning", self.sips_warning(required=required))])
 
     # ------------------------------------------------------------------ pipeline
     def answer_statelessly(self, request: SipRequest, source: Flow) -> bool:
@@ -381,6 +435,9 @@ class RequestRouter:
             ruri = parse_uri(line)  # a DID of a line: its members are called
             local = True
         if not local:
+            if needs_tls(request) and not self.tls_listener():
+                self.reply(request, key, 416)  # no TLS, so no sips: (decisions.md 35)
+                return
             request.headers.add("P-hint", "outbound")
             target = Target(request.uri)
             app.proxy.relay(request, source, key, [target], sca=method in SCA_METHODS)
@@ -405,6 +462,10 @@ class RequestRouter:
                 return
             self.reply(request, key, 484, "Address Incomplete")
             return
+        secure = needs_tls(request)  # a sips: AoR: only its TLS bindings (RFC 5630 5.3)
+        if secure and not self.tls_listener():
+            self.reply(request, key, 416)
+            return
         outcome = None
         if method in SCA_METHODS:
             outcome = app.sca.on_request(request, now=app.clock.time())
@@ -414,7 +475,13 @@ class RequestRouter:
         if outcome is not None and outcome.retrieval_target:
             targets = [Target(outcome.retrieval_target)]
         else:
-            targets = self.location(ruri)
+            targets = self.location(ruri, tls_only=secure)
+            if not targets and self.location(ruri, every=True):
+                # bound, but never over TLS: RFC 5630 5.3 forbids forwarding, 480 + 380; or
+                # (a sip: target) only sips: contacts and no TLS here: 480 + 381
+                self.refuse_sips(request, key, required=not secure)
+                app.proxy.sca_local_failure(request, key, 480)
+                return
             if not targets:
                 status = app.config.proxy.unknown_user_status
                 self.reply(request, key, status, "Not Found" if status == 404 else None)
@@ -445,6 +512,9 @@ class RequestRouter:
         ruri = request.ruri
         for_us = ruri.is_sip and self.is_myself(ruri) and not request.headers.get("route")
         if routed and not for_us:
+            if needs_tls(request) and not self.tls_listener():
+                self.reply(request, key, 416)
+                return
             extra_rr = request.method == "NOTIFY"  # RFC 6665: record-route in-dialog NOTIFY
             app.proxy.relay(
                 request,
@@ -545,12 +615,24 @@ class RequestRouter:
             app.bindings.pop(aor, None)
         self.send_reply(decision.response, key)
 
-    def location(self, ruri: SipUri) -> list[Target]:
+    def location(
+        self, ruri: SipUri, *, tls_only: bool = False, every: bool = False
+    ) -> list[Target]:
+        """The AoR's live contacts; with ``tls_only`` (a ``sips:`` target) only those
+        registered over TLS or as ``sips:`` (:func:`~sipsca.proxy.route.tls_capable_binding`).
+        A ``sips:`` contact is never reached over the UDP/TCP flow it registered on, and
+        not at all without a TLS listener (no TLS client), unless ``every`` (all of them)."""
         app = self.app
         aor = aor_of(ruri)
         bindings = lookup_targets(list(app.bindings.get(aor, {}).values()), now=app.clock.time())
+        tls = every or self.tls_listener()
         targets = []
         for binding in bindings:
+            if tls_only and not tls_capable_binding(binding.contact, binding.received):
+                continue
+            sips_contact = is_sips_uri(binding.contact)
+            if sips_contact and not tls:
+                continue
             flow = None
             if binding.received and not binding.path:
                 try:
@@ -561,6 +643,8 @@ class RequestRouter:
                     # The phone's connection is gone (idle timeout, restart): a new one to
                     # its ephemeral source port reaches nobody; its Contact may listen.
                     flow = None
+                if flow is not None and sips_contact and not secure_transport(flow.transport):
+                    flow = None  # a sips: contact means TLS (RFC 5630): resolve the contact
             targets.append(Target(_request_uri(binding.contact), flow, binding.path))
         return targets
 

@@ -326,6 +326,8 @@ class TransportManager:
 
         async def connect() -> None:
             try:
+                if flow.transport == "tls" and ctx is None:
+                    raise ssl.SSLError("no TLS client context")  # never plain TCP instead
                 await asyncio.wait_for(
                     loop.create_connection(lambda: proto, flow.host, flow.port, ssl=ctx),
                     timeout=5.0,
