@@ -30,7 +30,8 @@ class ServerConfig:
     domains: tuple[str, ...] = ()
     """Served domains/aliases besides the listen addresses ("myself")."""
     advertised_address: str = ""
-    """Host[:port] put in Via/Record-Route instead of the listen address (NAT, 0.0.0.0)."""
+    """Host[:port] put in Via/Record-Route instead of the listen address (NAT, 0.0.0.0);
+    the port replaces the UDP/TCP listeners' port, a TLS listener keeps its own."""
     tls_cert: str = ""
     """PEM certificate (chain) for ``tls`` listeners."""
     tls_key: str = ""

@@ -137,6 +137,14 @@ def test_check_config_masks_secrets(tmp_path: Path) -> None:
             '[server]\nlisten = ["udp:0.0.0.0:5060"]\n[auth]\nmode = "digest"\n',
             "server.listen on 0.0.0.0 (all interfaces) needs server.advertised_address",
         ),
+        (
+            '[server]\nadvertised_address = "sip.example.com:70000"\n',
+            "server.advertised_address: 'sip.example.com:70000' is not host[:port]",
+        ),
+        (
+            '[server]\nadvertised_address = "2001:db8::1"\n',
+            "server.advertised_address: '2001:db8::1' is not host[:port]",
+        ),
         ('[[sca.lines]]\naor = "215@example.com"\n', "sca.lines.aor: '215@example.com' is not"),
         ('[[sca.lines]]\naor = "sip:example.com"\n', "sca.lines.aor: 'sip:example.com' is not"),
         (

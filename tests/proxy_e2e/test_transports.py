@@ -558,3 +558,47 @@ async def test_tls_verify_refuses_a_peer_outside_the_ca_file(
     finally:
         peer.close()
         await peer.wait_closed()
+
+
+async def test_advertised_port_is_not_given_to_the_tls_side(make_server: Any) -> None:
+    """``advertised_address = "name:port"`` names the UDP/TCP port: the TLS side of a double
+    Record-Route and the Via toward a TLS phone carry the advertised name with the TLS
+    listener's own port (they carried the UDP port, where a phone's TLS handshake fails)."""
+    srv = make_server(
+        lambda s: {"server": {"advertised_address": f"proxy.test:{s.port}"}}, tls=True
+    )
+    user = f"adv-{rand(5)}"
+    aor = f"sip:{user}@{srv.domain}"
+    async with StreamClient(srv.tls_addr, tls=True) as tls, RawUdp(srv.sip_addr) as caller:
+        contact = f"sip:{user}@{tls.local[0]}:{tls.local[1]};transport=tls"
+        reg = build_request(
+            "REGISTER",
+            f"sip:{srv.domain}",
+            via=tls.via,
+            from_=f"<{aor}>;tag={rand(8)}",
+            to=f"<{aor}>",
+            headers=[("Contact", f"<{contact}>;expires=600"), ("Content-Length", "0")],
+        )
+        tls.send(reg)
+        assert (await tls.response(reg.call_id)).status == 200
+        invite = build_request(
+            "INVITE",
+            aor,
+            via=caller.via,
+            from_=f"<sip:hal@{srv.domain}>;tag={rand(8)}",
+            to=f"<{aor}>",
+            headers=[("Contact", f"<sip:hal@127.0.0.1:{caller.port}>")],
+            body=make_sdp("sendrecv"),
+            content_type="application/sdp",
+        )
+        caller.send(invite)
+        inv = await tls.request("INVITE")
+        assert inv.headers.values("record-route") == [
+            f"<sip:proxy.test:{srv.tls_port};transport=tls;lr>",
+            f"<sip:proxy.test:{srv.port};lr>",
+        ]
+        assert inv.top_via.host == "proxy.test" and inv.top_via.port == srv.tls_port
+        from sipsca.sip import make_response
+
+        tls.send(make_response(inv, 486, "Busy Here", to_tag=rand(8)))
+        assert (await caller.response(invite.call_id)).status == 486

@@ -145,12 +145,32 @@ class RequestRouter:
 
     # ------------------------------------------------------------------ addresses
     def local_hostport(self, transport: str) -> str:
-        adv = self.app.config.server.advertised_address
-        if adv:
-            return adv
+        """``host:port`` of our Via and Record-Route on the side using ``transport``.
+
+        ``advertised_address`` replaces the host; its port (if any) replaces the port of
+        the UDP/TCP listeners only. A TLS listener keeps its own port (5061 beside 5060:
+        one advertised port for every transport sent TLS peers to the UDP port), and a
+        port is always written, so a listener off 5060 is never reached at the default.
+        """
         listener = self.app.transports.listener_for(transport) or self.app.transports.listeners[0]
         host = f"[{listener.host}]" if ":" in listener.host else listener.host
-        return f"{host}:{listener.port}"
+        port = listener.port
+        adv_host = self._advertised_host()
+        if adv_host:
+            host = adv_host
+            adv_port = self._advertised_port()
+            if adv_port is not None and listener.transport != "tls":
+                port = adv_port
+        return f"{host}:{port}"
+
+    def _advertised_port(self) -> int | None:
+        """The port of ``advertised_address``, or None when it names none."""
+        adv = self.app.config.server.advertised_address.strip()
+        rest = adv[adv.index("]") + 1 :] if adv.startswith("[") and "]" in adv else adv
+        if rest.count(":") != 1:
+            return None  # no port (or a bare IPv6 address, which config refuses anyway)
+        number = rest.rpartition(":")[2]
+        return int(number) if number.isdigit() else None
 
     def via_value(self, dest: Flow, branch: str) -> str:
         sent_by = self.local_hostport(dest.transport)
@@ -173,7 +193,7 @@ class RequestRouter:
         return adv.partition(":")[0]
 
     def tls_listener(self) -> bool:
-        """Whether sipsca listens on TLS (and so can make TLS connections at all)."""
+        """Whether sipsca listens on TLS (so a ``sips:`` Record-Route can name it)."""
         return self.app.transports.listener_for("tls") is not None
 
     def sips_record_uri(self) -> str:
