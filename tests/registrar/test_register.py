@@ -799,3 +799,14 @@ def test_contact_listed_twice_in_one_register_is_one_binding() -> None:
     d = decide(register("<sip:alice@192.0.2.10>;expires=100", "<sip:alice@192.0.2.10>;expires=200"))
     (b,) = d.upserts
     assert b.expires_at == NOW + 200
+
+
+def test_contacts_past_the_scan_limit_still_match_earlier_ones() -> None:
+    """The index is built once an AoR has more slots than a scan is worth; Contacts added
+    by the same REGISTER before that point are found through it."""
+    values = [f"<sip:alice@10.0.0.{i}:5060>" for i in range(1, 31)]
+    values.append("<sip:alice@10.0.0.3:5060;X=1>")  # equal to the third (19.1.4)
+    d = decide(register(*values))
+    assert d.response.status == 200
+    assert len(d.upserts) == 30
+    assert "sip:alice@10.0.0.3:5060;X=1" in {b.contact for b in d.upserts}

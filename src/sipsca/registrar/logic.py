@@ -397,20 +397,25 @@ class _SlotIndex:
     matching slot in slot order wins, as a scan would find it.
     """
 
+    _SCAN = 8
+    """Up to this many slots a plain scan is cheaper than building the index (the usual
+    AoR has one to three bindings)."""
+
     def __init__(self, slots: list[_Slot]) -> None:
         self._slots = slots
         self._flows: dict[tuple[int, str], list[int]] = {}
         self._uris: dict[tuple[str, ...], list[tuple[int, SipUri | None]]] = {}
-        for position, slot in enumerate(slots):
-            self._add(position, slot, None)
+        self._indexed = 0
+        """Slots ``[:_indexed]`` are in the index; the rest are scanned."""
 
     def append(self, slot: _Slot, uri: SipUri) -> None:
         self._slots.append(slot)
-        self._add(len(self._slots) - 1, slot, uri)
+        if self._indexed == len(self._slots) - 1 and self._indexed:
+            self._add(self._indexed, slot, uri)
+            self._indexed += 1
 
     def _add(self, position: int, slot: _Slot, uri: SipUri | None) -> None:
-        b = slot.binding if slot.binding is not None else slot.original
-        assert b is not None
+        b = _current(slot)
         if b.reg_id:
             self._flows.setdefault((b.reg_id, b.instance_id), []).append(position)
             return
@@ -424,15 +429,43 @@ class _SlotIndex:
 
     def find(self, wanted: _ContactRequest, reg_id: int) -> _Slot | None:
         """The slot a Contact refers to, or None when it would be new."""
+        slots = self._slots
+        if len(slots) <= self._SCAN and not self._indexed:
+            for slot in slots:
+                b = _current(slot)
+                if reg_id:
+                    if b.reg_id == reg_id and b.instance_id == wanted.instance_id:
+                        return slot
+                elif not b.reg_id and _same_uri(b.contact, wanted.uri):
+                    return slot
+            return None
+        while self._indexed < len(slots):
+            self._add(self._indexed, slots[self._indexed], None)
+            self._indexed += 1
         if reg_id:
             positions = self._flows.get((reg_id, wanted.instance_id))
-            return self._slots[positions[0]] if positions else None
+            return slots[positions[0]] if positions else None
         found = [p for p, _ in self._uris.get(("", str(wanted.uri)), ())][:1]
         for position, uri in self._uris.get(uri_match_key(wanted.uri), ()):
             if uri is not None and uri_equal(uri, wanted.uri):
                 found.append(position)
                 break
-        return self._slots[min(found)] if found else None
+        return slots[min(found)] if found else None
+
+
+def _current(slot: _Slot) -> Binding:
+    b = slot.binding if slot.binding is not None else slot.original
+    assert b is not None
+    return b
+
+
+def _same_uri(stored: str, uri: SipUri) -> bool:
+    if stored == str(uri):
+        return True
+    try:
+        return uri_equal(parse_uri(stored), uri)
+    except RemoteProtocolError:
+        return False
 
 
 def _contact_request(
