@@ -47,9 +47,18 @@ class ServerConfig:
     max_message_size: int = 65535
     """Largest SIP message accepted, in bytes (larger ones are rejected or dropped)."""
     tcp_idle_timeout: float = 600.0
-    """Seconds an idle TCP/TLS connection is kept open."""
+    """Seconds an idle TCP/TLS connection is kept open (nothing received or sent; one whose
+    output is stuck because the peer does not read is dropped then)."""
+    tcp_message_timeout: float = 20.0
+    """Seconds a TCP/TLS message may take from its first byte to its last; a connection
+    still short of the end of a message then is closed (slowloris), like Kamailio's
+    ``tcp_msg_read_timeout``."""
+    tls_handshake_timeout: float = 10.0
+    """Seconds a TLS client has to complete its handshake after connecting, else it is
+    closed (asyncio's default would be 60)."""
     max_connections: int = 4096
-    """Open TCP/TLS connections at most; further ones are refused (check ``LimitNOFILE``)."""
+    """Open TCP/TLS connections at most (a TLS one counts once its handshake is done);
+    further ones are closed at once, with one warning per 10 s (check ``LimitNOFILE``)."""
     overload_queue: int = 2048
     """Overload control: kB waiting in the UDP receive buffer (2048 kB: some 1,600 requests,
     a quarter of a second of work) above which new dialogs are shed with 503 + Retry-After

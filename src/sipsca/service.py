@@ -80,11 +80,23 @@ def _rpc_address(config: SipscaConfig) -> tuple[str, int] | None:
     return host, port
 
 
+def _check_stream_limits(config: SipscaConfig) -> None:
+    """The TCP/TLS protections must be on: a zero or negative time-out would close every
+    connection at once (or never), a limit below 1 would refuse them all."""
+    server = config.server
+    for key in ("tcp_idle_timeout", "tcp_message_timeout", "tls_handshake_timeout"):
+        if not getattr(server, key) > 0:
+            raise ConfigError(f"server.{key} must be > 0 seconds")
+    if server.max_connections < 1:
+        raise ConfigError("server.max_connections must be >= 1")
+
+
 def check_startup(config: SipscaConfig) -> None:
     """What ``serve`` checks before binding or connecting: certificates load, the database
-    URL and table name are usable, the RPC address is valid and safe. ``check-config`` runs
-    it so that it accepts exactly what ``serve`` would start with (short of ports in use and
-    an unreachable database)."""
+    URL and table name are usable, the RPC address is valid and safe, the TCP/TLS limits
+    are usable. ``check-config`` runs it so that it accepts exactly what ``serve`` would
+    start with (short of ports in use and an unreachable database)."""
+    _check_stream_limits(config)
     tls_contexts(config)
     _rpc_address(config)
     build_storage(config)
@@ -96,6 +108,7 @@ async def serve(
     """Run until ``stop`` is set (or SIGTERM/SIGINT), then flush state and return."""
     stop = stop or asyncio.Event()
     # Config problems first, while there is nothing to undo.
+    _check_stream_limits(config)
     server_ctx, client_ctx = tls_contexts(config)
     rpc_address = _rpc_address(config)
     storage = build_storage(config)

@@ -191,6 +191,8 @@ class SipApplication:
             on_send_error=self.on_send_error,
             limits=self.limits,
             idle_timeout=config.server.tcp_idle_timeout,
+            message_timeout=config.server.tcp_message_timeout,
+            handshake_timeout=config.server.tls_handshake_timeout,
             max_connections=config.server.max_connections,
         )
         self.transports.stream_error_hook = self.on_stream_error

@@ -31,6 +31,16 @@ ErrorHandler = Callable[[Flow, int, str], None]
 
 _FLOW_CACHE = 65536
 """Peers whose Flow objects are reused; the cache is emptied when it is full."""
+_MAX_UNSENT = 1024 * 1024
+"""Bytes of output a stream connection may have waiting for its peer to read them; past
+this the connection is dropped (Kamailio's ``tcp_conn_wq_max``). Reading from a peer stops
+already when its output passes asyncio's high-water mark (64 kB), so what grows past this
+is output other peers caused (requests and NOTIFYs forwarded to it)."""
+_PARTIAL = 4
+"""Bytes a stream may hold between messages without a message deadline: a keep-alive
+(CRLF CRLF) still arriving."""
+_LIMIT_LOG_INTERVAL = 10.0
+"""Seconds between two warnings about connections refused at ``max_connections``."""
 _SOL_SOCKET = 1
 _SO_MEMINFO = 55
 """Linux getsockopt: u32 array whose first entry is the bytes queued for reading (rmem_alloc)."""
@@ -129,7 +139,14 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _StreamProtocol(asyncio.Protocol):
-    """One TCP or TLS connection: Content-Length framing, CRLF keep-alives, idle timeout."""
+    """One TCP or TLS connection: Content-Length framing, CRLF keep-alives, idle timeout.
+
+    Guards against abusive peers (docs/decisions.md 39): a message must be complete within
+    ``message_timeout`` of the read that began it (slowloris); reading stops while the
+    output waiting for the peer is above asyncio's high-water mark (a peer that sends but
+    never reads cannot make the server queue its answers); more than ``_MAX_UNSENT`` bytes
+    unsent, or output still stuck when the idle timeout fires, drops the connection.
+    """
 
     def __init__(self, manager: TransportManager, transport_name: str) -> None:
         self.manager = manager
@@ -140,12 +157,21 @@ class _StreamProtocol(asyncio.Protocol):
         self.pending: list[bytes] = []
         self.connected = asyncio.get_running_loop().create_future()
         self._idle: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._dropped = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.flow = Flow(self.name, str(peer[0]), int(peer[1]))
-        self.manager.register_connection(self.flow, self)
+        if not self.manager.register_connection(self.flow, self):
+            if self.pending:  # an outgoing connection: its requests cannot go
+                self.manager.on_send_error(self.flow, 503, "connection limit reached")
+            self.pending.clear()
+            self._dropped = True
+            self.connected.cancel()
+            self.transport.abort()
+            return
         for data in self.pending:
             self.transport.write(data)
         self.pending.clear()
@@ -160,8 +186,26 @@ class _StreamProtocol(asyncio.Protocol):
         self._idle = loop.call_later(self.manager.idle_timeout, self._on_idle)
 
     def _on_idle(self) -> None:
+        self._idle = None
+        if self.transport is not None and self.transport.get_write_buffer_size():
+            self._drop(f"peer not reading ({self.transport.get_write_buffer_size()} bytes unsent)")
+            return
         logger.debug("closing idle connection %s", self.flow)
         self.close()
+
+    def _on_deadline(self) -> None:
+        self._deadline = None
+        self._drop(
+            f"a message did not complete within {self.manager.message_timeout:g} s "
+            f"({self.framer.buffered} bytes received)"
+        )
+
+    def _drop(self, why: str) -> None:
+        """Close an abusive or dead peer's connection at once, unsent output discarded."""
+        logger.info("closing %s: %s", self.flow, why)
+        self._dropped = True
+        if self.transport is not None:
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         self._touch()
@@ -172,9 +216,20 @@ class _StreamProtocol(asyncio.Protocol):
         except RemoteProtocolError as exc:
             self._fail(exc)
             return
+        if self.framer.buffered > _PARTIAL:  # a message begun: it has message_timeout to end
+            if self._deadline is None or messages:
+                if self._deadline is not None:
+                    self._deadline.cancel()
+                loop = asyncio.get_running_loop()
+                self._deadline = loop.call_later(self.manager.message_timeout, self._on_deadline)
+        elif self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         if self.framer.pings != pings and self.transport is not None:
             self.transport.write(b"\r\n")  # RFC 5626 3.5.1 pong
         for message in messages:
+            if self._dropped:  # its output passed the limit: the rest goes unanswered
+                return
             self.manager.on_message(message, self.flow)
         failed = self.framer.failed
         if failed is not None:  # the messages before the bad one were served
@@ -194,9 +249,26 @@ class _StreamProtocol(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is None:
             self.pending.append(data)
-        else:
-            self.transport.write(data)
-            self._touch()
+            return
+        if self._dropped:
+            return  # aborted: what was for it is lost, as if the peer had gone
+        transport = self.transport
+        transport.write(data)
+        unsent = transport.get_write_buffer_size()
+        if not unsent:
+            self._touch()  # only output the peer takes keeps the connection alive
+        elif unsent > _MAX_UNSENT:
+            self._drop(f"peer not reading ({unsent} bytes unsent)")
+
+    def pause_writing(self) -> None:
+        """The peer does not read what we send: stop reading what it sends, so its requests
+        cannot pile up answers here (asyncio calls this above the 64 kB high-water mark)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -205,6 +277,8 @@ class _StreamProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle is not None:
             self._idle.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
         if self.flow is not None:
             self.manager.unregister_connection(self.flow, self)
         if not self.connected.done():
@@ -221,6 +295,8 @@ class TransportManager:
         on_send_error: ErrorHandler,
         limits: ParserLimits,
         idle_timeout: float = 600.0,
+        message_timeout: float = 20.0,
+        handshake_timeout: float = 10.0,
         ssl_server: ssl.SSLContext | None = None,
         ssl_client: ssl.SSLContext | None = None,
         max_connections: int = 4096,
@@ -229,6 +305,8 @@ class TransportManager:
         self.on_send_error = on_send_error
         self.limits = limits
         self.idle_timeout = idle_timeout
+        self.message_timeout = message_timeout
+        self.handshake_timeout = handshake_timeout
         self.ssl_server = ssl_server
         self.ssl_client = ssl_client
         self.max_connections = max_connections
@@ -240,6 +318,9 @@ class TransportManager:
         self.stream_error_hook: ErrorHandler | None = None
         self.udp_backlog = 0
         """Bytes still queued in the receive buffer of the UDP socket read last."""
+        self.refused = 0
+        """Connections refused at ``max_connections`` since the start."""
+        self._refused_logged = (-_LIMIT_LOG_INTERVAL, 0)
 
     async def listen(self, transport: str, host: str, port: int) -> Listener:
         loop = asyncio.get_running_loop()
@@ -260,7 +341,12 @@ class TransportManager:
         else:
             ctx = self.ssl_server if transport == "tls" else None
             server = await loop.create_server(
-                lambda: self._accepting(transport), host, port, ssl=ctx, reuse_address=True
+                lambda: self._accepting(transport),
+                host,
+                port,
+                ssl=ctx,
+                reuse_address=True,
+                ssl_handshake_timeout=self.handshake_timeout if ctx is not None else None,
             )
             actual = server.sockets[0].getsockname()
             listener = Listener(transport, host, int(actual[1]))
@@ -271,12 +357,24 @@ class TransportManager:
     def _accepting(self, transport: str) -> _StreamProtocol:
         return _StreamProtocol(self, transport)
 
-    def register_connection(self, flow: Flow, proto: _StreamProtocol) -> None:
-        if len(self._connections) >= self.max_connections:
-            logger.warning("connection limit %d reached: refusing %s", self.max_connections, flow)
-            proto.close()
-            return
-        self._connections[flow] = proto
+    def register_connection(self, flow: Flow, proto: _StreamProtocol) -> bool:
+        """Index a new connection; False (the caller closes it) at ``max_connections``."""
+        if len(self._connections) < self.max_connections:
+            self._connections[flow] = proto
+            return True
+        self.refused += 1
+        now = asyncio.get_running_loop().time()
+        last, refused_then = self._refused_logged
+        if now - last >= _LIMIT_LOG_INTERVAL:  # one line per burst, not one per connection
+            self._refused_logged = (now, self.refused)
+            logger.warning(
+                "connection limit %d reached: refusing new TCP/TLS connections (%s; %d "
+                "refused since the last report)",
+                self.max_connections,
+                flow,
+                self.refused - refused_then,
+            )
+        return False
 
     def unregister_connection(self, flow: Flow, proto: _StreamProtocol) -> None:
         if self._connections.get(flow) is proto:
