@@ -1,0 +1,95 @@
+"""Our own addresses as we write them into messages: Via sent-by, Record-Route, SIPS values.
+
+Every value names the listener on the side a message leaves or arrives by, with
+``server.advertised_address`` (host, and for UDP/TCP its port) in place of the bound
+address when the server sits behind NAT or a load balancer. A ``sips:`` Record-Route
+always names the TLS listener (RFC 3261 16.6 step 4, RFC 5630); the Warning values of a
+SIPS refusal name us as the warn-agent (RFC 5630 5.3 and 9).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sipsca.proxy.route import sips_not_allowed_warning, sips_record_route, sips_required_warning
+from sipsca.sip.address import Flow
+
+if TYPE_CHECKING:
+    from sipsca.runtime.app import SipApplication
+
+__all__ = ["LocalAddresses"]
+
+
+class LocalAddresses:
+    """Our ``host:port`` per transport, Via and Record-Route values, and SIPS Warnings."""
+
+    def __init__(self, app: SipApplication) -> None:
+        self.app = app
+
+    def local_hostport(self, transport: str) -> str:
+        """``host:port`` of our Via and Record-Route on the side using ``transport``.
+
+        ``advertised_address`` replaces the host; its port (if any) replaces the port of
+        the UDP/TCP listeners only. A TLS listener keeps its own port (5061 beside 5060:
+        one advertised port for every transport sent TLS peers to the UDP port), and a
+        port is always written, so a listener off 5060 is never reached at the default.
+        """
+        listener = self.app.transports.listener_for(transport) or self.app.transports.listeners[0]
+        host = f"[{listener.host}]" if ":" in listener.host else listener.host
+        port = listener.port
+        adv_host = self.advertised_host()
+        if adv_host:
+            host = adv_host
+            adv_port = self.advertised_port()
+            if adv_port is not None and listener.transport != "tls":
+                port = adv_port
+        return f"{host}:{port}"
+
+    def advertised_port(self) -> int | None:
+        """The port of ``advertised_address``, or None when it names none."""
+        adv = self.app.config.server.advertised_address.strip()
+        rest = adv[adv.index("]") + 1 :] if adv.startswith("[") and "]" in adv else adv
+        if rest.count(":") != 1:
+            return None  # no port (or a bare IPv6 address, which config refuses anyway)
+        number = rest.rpartition(":")[2]
+        return int(number) if number.isdigit() else None
+
+    def via_value(self, dest: Flow, branch: str) -> str:
+        sent_by = self.local_hostport(dest.transport)
+        return f"SIP/2.0/{dest.transport.upper()} {sent_by};branch={branch};rport"
+
+    def record_route_uri(self, transport: str, *, sips: bool = False) -> str:
+        """Our Record-Route value on the side using ``transport``; with ``sips`` (the
+        request or branch needs TLS, :func:`~sipsca.proxy.route.needs_tls`) the
+        ``sips:`` URI of the TLS listener whatever ``transport`` (RFC 3261 16.6 step 4)."""
+        if sips:
+            return self.sips_record_uri()
+        params = "" if transport == "udp" else f";transport={transport}"
+        return f"<sip:{self.local_hostport(transport)}{params};lr>"
+
+    def advertised_host(self) -> str:
+        """The host part of ``advertised_address`` (brackets kept), or ""."""
+        adv = self.app.config.server.advertised_address.strip()
+        if adv.startswith("["):
+            return adv[: adv.index("]") + 1] if "]" in adv else adv
+        return adv.partition(":")[0]
+
+    def tls_listener(self) -> bool:
+        """Whether sipsca listens on TLS (so a ``sips:`` Record-Route can name it)."""
+        return self.app.transports.listener_for("tls") is not None
+
+    def sips_record_uri(self) -> str:
+        """``<sips:host:port;lr>``: the advertised host (else the TLS listener's address)
+        and the TLS listener's port, where the far end's in-dialog requests must come
+        over TLS (:meth:`RequestRouter.configure
+        <sipsca.runtime.routing.RequestRouter.configure>` makes it "myself")."""
+        listener = self.app.transports.listener_for("tls")
+        if listener is None:  # not reached: a SIPS request is refused 416 without TLS
+            return f"<sips:{self.local_hostport('tls')};lr>"
+        return sips_record_route(self.advertised_host() or listener.host, listener.port)
+
+    def sips_warning(self, *, required: bool = False) -> str:
+        """``380 host:port "SIPS Not Allowed"``, or with ``required`` ``381 ... "SIPS
+        Required"`` (RFC 5630 5.3 and 9), we being the warn-agent."""
+        agent = self.local_hostport("tls")
+        return sips_required_warning(agent) if required else sips_not_allowed_warning(agent)
