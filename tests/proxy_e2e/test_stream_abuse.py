@@ -142,6 +142,24 @@ def rss_kb(server: ProxyServer) -> int:
     raise AssertionError("no VmRSS")
 
 
+def dropped_total(srv: Any, reason: str) -> float:
+    """``sipsca_connections_dropped_total{reason}`` from the server's ``/metrics``."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://{srv.host}:{srv.rpc_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "sipsca_connections_dropped_total" and (
+                sample.labels.get("reason") == reason
+            ):
+                return float(sample.value)
+    return 0.0
+
+
 # ------------------------------------------------------------------------------ 1 slowloris
 async def test_slowloris_and_stalled_head_are_closed(make_server: Any) -> None:
     """A request sent one byte every 0.2 s, and a head that stops half-way, are closed once
@@ -168,6 +186,7 @@ async def test_slowloris_and_stalled_head_are_closed(make_server: Any) -> None:
         assert drip.raw == [] and stalled.raw == []
         await still_served(srv, bystander)
     assert "did not complete within" in srv.log_text()
+    assert await asyncio.to_thread(dropped_total, srv, "message_timeout") == 2
 
 
 async def test_slow_but_steady_pipeline_is_not_cut(make_server: Any) -> None:
@@ -212,6 +231,7 @@ async def test_connection_flood_is_refused_with_one_warning(make_server: Any) ->
         warnings = [ln for ln in srv.log_text().splitlines() if "connection limit" in ln]
         assert len(warnings) == 1, warnings
         assert " WARNING " in warnings[0]
+        assert await asyncio.to_thread(dropped_total, srv, "limit") == 21
         # at the limit: UDP and the bystander are served, a new connection is not
         assert (await probe_options(srv)).status == 200
         assert (await ask(bystander, srv)).status == 200

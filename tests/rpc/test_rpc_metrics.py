@@ -53,6 +53,9 @@ async def test_counters_show_up_in_the_scrape(server: Server) -> None:
     m.message_out("response", "", "200")  # method unknown to the caller
     m.appearance_changed("idle", "seized")
     m.appearance_changed("seized", "active")
+    m.connection_dropped("limit")
+    m.connection_dropped("message_timeout")
+    m.connection_dropped("who knows")
 
     s = await scrape(server)
     received = "sipsca_messages_received_total"
@@ -76,6 +79,10 @@ async def test_counters_show_up_in_the_scrape(server: Server) -> None:
     transitions = "sipsca_appearance_transitions_total"
     assert sample(s, transitions, **{"from": "idle", "to": "seized"}) == 1
     assert sample(s, transitions, **{"from": "seized", "to": "active"}) == 1
+    dropped = "sipsca_connections_dropped_total"
+    assert sample(s, dropped, reason="limit") == 1
+    assert sample(s, dropped, reason="message_timeout") == 1
+    assert sample(s, dropped, reason="other") == 1
 
 
 async def test_state_gauges_come_from_the_state_source(server: Server) -> None:

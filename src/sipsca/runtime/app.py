@@ -196,6 +196,7 @@ class SipApplication:
             max_connections=config.server.max_connections,
         )
         self.transports.stream_error_hook = self.on_stream_error
+        self.transports.drop_hook = self.metrics.connection_dropped
         self.writeback = WriteBack(
             storage,
             interval=float(config.db.db_update_interval),

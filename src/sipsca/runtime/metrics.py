@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 __all__ = [
     "APPEARANCE_STATES",
     "KNOWN_METHODS",
+    "DROP_REASONS",
     "KNOWN_TRANSPORTS",
     "MAX_LABEL_VALUES",
     "OTHER",
@@ -51,6 +52,8 @@ KNOWN_METHODS: Final = frozenset(
 )  # fmt: skip
 KNOWN_TRANSPORTS: Final = frozenset({"udp", "tcp", "tls", "ws", "wss", "sctp"})
 SCA_EVENTS: Final = ("call-info", "line-seize")
+DROP_REASONS: Final = frozenset({"limit", "message_timeout", "not_reading"})
+"""Why the transport refused or dropped a stream connection."""
 APPEARANCE_STATES: Final = (
     "seized", "progressing", "alerting", "active", "held", "held-private",
 )  # fmt: skip
@@ -271,6 +274,13 @@ class Metrics:
             ["transport"],
             registry=r,
         )
+        self._connections_dropped = Counter(
+            "sipsca_connections_dropped",
+            "TCP/TLS connections refused or dropped to protect the server, by reason "
+            "(limit, message_timeout, not_reading).",
+            ["reason"],
+            registry=r,
+        )
         self._auth_failures = Counter(
             "sipsca_auth_failures",
             "Failed digest authentications, by reason.",
@@ -378,6 +388,10 @@ class Metrics:
 
     def parse_error(self, transport: str) -> None:
         self._parse_errors.labels(self._transports(transport)).inc()
+
+    def connection_dropped(self, reason: str) -> None:
+        """A stream connection refused at the limit or dropped (decisions 39)."""
+        self._connections_dropped.labels(reason if reason in DROP_REASONS else OTHER).inc()
 
     def auth_failure(self, reason: str) -> None:
         """A digest check failed; ``reason`` e.g. ``bad_password``, ``stale_nonce``."""

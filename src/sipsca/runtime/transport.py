@@ -188,7 +188,8 @@ class _StreamProtocol(asyncio.Protocol):
     def _on_idle(self) -> None:
         self._idle = None
         if self.transport is not None and self.transport.get_write_buffer_size():
-            self._drop(f"peer not reading ({self.transport.get_write_buffer_size()} bytes unsent)")
+            unsent = self.transport.get_write_buffer_size()
+            self._drop("not_reading", f"peer not reading ({unsent} bytes unsent)")
             return
         logger.debug("closing idle connection %s", self.flow)
         self.close()
@@ -196,13 +197,16 @@ class _StreamProtocol(asyncio.Protocol):
     def _on_deadline(self) -> None:
         self._deadline = None
         self._drop(
+            "message_timeout",
             f"a message did not complete within {self.manager.message_timeout:g} s "
-            f"({self.framer.buffered} bytes received)"
+            f"({self.framer.buffered} bytes received)",
         )
 
-    def _drop(self, why: str) -> None:
-        """Close an abusive or dead peer's connection at once, unsent output discarded."""
+    def _drop(self, reason: str, why: str) -> None:
+        """Close an abusive or dead peer's connection at once, unsent output discarded;
+        ``reason`` is the metric label (``sipsca_connections_dropped_total``)."""
         logger.info("closing %s: %s", self.flow, why)
+        self.manager.dropped(reason)
         self._dropped = True
         if self.transport is not None:
             self.transport.abort()
@@ -258,7 +262,7 @@ class _StreamProtocol(asyncio.Protocol):
         if not unsent:
             self._touch()  # only output the peer takes keeps the connection alive
         elif unsent > _MAX_UNSENT:
-            self._drop(f"peer not reading ({unsent} bytes unsent)")
+            self._drop("not_reading", f"peer not reading ({unsent} bytes unsent)")
 
     def pause_writing(self) -> None:
         """The peer does not read what we send: stop reading what it sends, so its requests
@@ -320,6 +324,8 @@ class TransportManager:
         """Bytes still queued in the receive buffer of the UDP socket read last."""
         self.refused = 0
         """Connections refused at ``max_connections`` since the start."""
+        self.drop_hook: Callable[[str], None] | None = None
+        """Told the reason of every connection refused or dropped (the metrics)."""
         self._refused_logged = (-_LIMIT_LOG_INTERVAL, 0)
 
     async def listen(self, transport: str, host: str, port: int) -> Listener:
@@ -357,12 +363,17 @@ class TransportManager:
     def _accepting(self, transport: str) -> _StreamProtocol:
         return _StreamProtocol(self, transport)
 
+    def dropped(self, reason: str) -> None:
+        if self.drop_hook is not None:
+            self.drop_hook(reason)
+
     def register_connection(self, flow: Flow, proto: _StreamProtocol) -> bool:
         """Index a new connection; False (the caller closes it) at ``max_connections``."""
         if len(self._connections) < self.max_connections:
             self._connections[flow] = proto
             return True
         self.refused += 1
+        self.dropped("limit")
         now = asyncio.get_running_loop().time()
         last, refused_then = self._refused_logged
         if now - last >= _LIMIT_LOG_INTERVAL:  # one line per burst, not one per connection
