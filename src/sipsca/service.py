@@ -40,15 +40,16 @@ def tls_contexts(config: SipscaConfig) -> tuple[ssl.SSLContext | None, ssl.SSLCo
     TLS whether or not sipsca listens on TLS itself (it used to get plain TCP).
     """
     server = config.server
-    client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    try:
+        # ``cafile`` replaces the system CAs: a private CA must not also trust every public one
+        client_ctx = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH,
+            cafile=(server.tls_ca_file or None) if server.tls_verify else None,
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"server.tls_ca_file: cannot load {server.tls_ca_file}: {exc}")
     client_ctx.check_hostname = False  # the Flow holds the resolved address, not the name
-    if server.tls_verify:
-        if server.tls_ca_file:
-            try:
-                client_ctx.load_verify_locations(server.tls_ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"server.tls_ca_file: cannot load {server.tls_ca_file}: {exc}")
-    else:
+    if not server.tls_verify:
         client_ctx.verify_mode = ssl.CERT_NONE
     if not any(item.startswith("tls:") for item in server.listen):
         return None, client_ctx

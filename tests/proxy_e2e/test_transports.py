@@ -491,16 +491,19 @@ async def _tls_peer(cert: Any, key: Any, received: list[bytes]) -> asyncio.Serve
     return await asyncio.start_server(accept, "127.0.0.1", 0, ssl=ctx)
 
 
-async def _message_via_static_route(srv: ProxyServer, received: list[bytes]) -> Any:
-    """A MESSAGE from a UDP phone to ``sip:dan@tlspeer.test`` (statically routed over TLS);
-    returns the caller's final response, if the server sent one within 40 s."""
+async def _message_via_static_route(
+    srv: ProxyServer, received: list[bytes], method: str = "MESSAGE"
+) -> Any:
+    """A MESSAGE (or ``method``) from a UDP phone to ``sip:dan@tlspeer.test`` (statically
+    routed over TLS); returns the caller's final response, if one came within 10 s."""
     async with RawUdp(srv.sip_addr) as caller:
         req = build_request(
-            "MESSAGE",
+            method,
             "sip:dan@tlspeer.test",
             via=caller.via,
             from_=f"<sip:eve@{srv.domain}>;tag={rand(8)}",
             to="<sip:dan@tlspeer.test>",
+            headers=[("Contact", f"<sip:eve@127.0.0.1:{caller.port}>")],
             body=b"hi",
             content_type="text/plain",
         )
@@ -602,3 +605,49 @@ async def test_advertised_port_is_not_given_to_the_tls_side(make_server: Any) ->
 
         tls.send(make_response(inv, 486, "Busy Here", to_tag=rand(8)))
         assert (await caller.response(invite.call_id)).status == 486
+
+
+def test_tls_ca_file_replaces_the_system_cas(tmp_path: Any) -> None:
+    """With ``tls_verify`` and ``tls_ca_file`` the client trusts that file only: a private
+    CA added to the system store would let any publicly certified host pass (the host name
+    is not checked, decisions 38). Without ``tls_verify`` nothing is verified."""
+    import dataclasses
+
+    from sipsca.config import ServerConfig, SipscaConfig
+    from sipsca.service import tls_contexts
+
+    cert, _ = self_signed_cert(tmp_path)
+    server = ServerConfig(tls_verify=True, tls_ca_file=str(cert))
+    _, client = tls_contexts(dataclasses.replace(SipscaConfig(), server=server))
+    assert client.cert_store_stats()["x509"] == 1
+    assert client.verify_mode == ssl.CERT_REQUIRED
+    _, plain = tls_contexts(SipscaConfig())
+    assert plain.verify_mode == ssl.CERT_NONE
+
+
+async def test_tls_next_hop_without_a_tls_listener_is_record_routed_over_tcp(
+    make_server: Any, tmp_path: Any
+) -> None:
+    """An INVITE sent over TLS by a server with no TLS listener is record-routed with its
+    TCP listener (``transport=tcp``) on that side: a ``transport=tls`` URI with the UDP/TCP
+    port would send the far end's BYE as a TLS handshake to a port that does not speak it."""
+    cert, key = self_signed_cert(tmp_path)
+    received: list[bytes] = []
+    peer = await _tls_peer(cert, key, received)
+    port = peer.sockets[0].getsockname()[1]
+    try:
+        srv = make_server({"proxy": {"static_routes": [["tlspeer.test", f"tls:127.0.0.1:{port}"]]}})
+        await _message_via_static_route(srv, received, "INVITE")
+        assert received and received[0].startswith(b"INVITE sip:dan@tlspeer.test SIP/2.0\r\n")
+        routes = [
+            line.split(":", 1)[1].strip()
+            for line in received[0].decode().split("\r\n")
+            if line.lower().startswith("record-route:")
+        ]
+        assert routes == [
+            f"<sip:127.0.0.1:{srv.port};transport=tcp;lr>",
+            f"<sip:127.0.0.1:{srv.port};lr>",
+        ], routes
+    finally:
+        peer.close()
+        await peer.wait_closed()

@@ -157,6 +157,12 @@ SOURCE = Flow("udp", "203.0.113.9", 40123)
         ("SIP/2.0/UDP 10.0.0.1:5062", SOURCE, Flow("udp", "203.0.113.9", 5062)),
         ("SIP/2.0/UDP 10.0.0.1", SOURCE, Flow("udp", "203.0.113.9", 5060)),
         ("SIP/2.0/TLS 10.0.0.1", SOURCE, Flow("udp", "203.0.113.9", 5061)),
+        # the first maddr, the one reply_via_problem checked (a second named any host)
+        (
+            "SIP/2.0/UDP 10.0.0.1;maddr=192.0.2.1;maddr=victim.example",
+            SOURCE,
+            Flow("udp", "192.0.2.1", 5060),
+        ),
     ],
 )
 def test_response_destination(via: str, source: Flow, expected: Flow) -> None:
@@ -174,6 +180,14 @@ def test_response_destination(via: str, source: Flow, expected: Flow) -> None:
         ("SIP/2.0/UDP 10.0.0.1;rport", Flow("udp", "10.0.0.1", 5060)),
         ("SIP/2.0/TLS [2001:db8::1]", Flow("tls", "2001:db8::1", 5061)),
         ("SIP/2.0/UDP 10.0.0.1;maddr=239.1.1.1", Flow("udp", "239.1.1.1", 5060)),
+        # maddr is not honoured over TCP/TLS (a caller could make us connect anywhere), nor
+        # as a name (no DNS for responses)
+        (
+            "SIP/2.0/TCP 203.0.113.9:6379;received=203.0.113.9;maddr=redis.internal",
+            Flow("tcp", "203.0.113.9", 6379),
+        ),
+        ("SIP/2.0/TLS 10.0.0.1;maddr=192.0.2.1", Flow("tls", "10.0.0.1", 5061)),
+        ("SIP/2.0/UDP 10.0.0.1;maddr=victim.example", Flow("udp", "10.0.0.1", 5060)),
     ],
 )
 def test_stateless_response_destination(via: str, expected: Flow) -> None:

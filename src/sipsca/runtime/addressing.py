@@ -17,7 +17,22 @@ from sipsca.sip.address import Flow
 if TYPE_CHECKING:
     from sipsca.runtime.app import SipApplication
 
-__all__ = ["LocalAddresses"]
+__all__ = ["LocalAddresses", "split_hostport"]
+
+
+def split_hostport(text: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` (``advertised_address``, a
+    served domain) -> (host without brackets, port or None)."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:
+        end = text.index("]")
+        host, rest = text[1:end], text[end + 1 :]
+        number = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, _, number = text.partition(":")
+    else:
+        host, number = text, ""  # a name, or a bare IPv6 address
+    return host, int(number) if number.isdigit() else None
 
 
 class LocalAddresses:
@@ -47,12 +62,7 @@ class LocalAddresses:
 
     def advertised_port(self) -> int | None:
         """The port of ``advertised_address``, or None when it names none."""
-        adv = self.app.config.server.advertised_address.strip()
-        rest = adv[adv.index("]") + 1 :] if adv.startswith("[") and "]" in adv else adv
-        if rest.count(":") != 1:
-            return None  # no port (or a bare IPv6 address, which config refuses anyway)
-        number = rest.rpartition(":")[2]
-        return int(number) if number.isdigit() else None
+        return split_hostport(self.app.config.server.advertised_address)[1]
 
     def via_value(self, dest: Flow, branch: str) -> str:
         sent_by = self.local_hostport(dest.transport)
@@ -64,6 +74,12 @@ class LocalAddresses:
         ``sips:`` URI of the TLS listener whatever ``transport`` (RFC 3261 16.6 step 4)."""
         if sips:
             return self.sips_record_uri()
+        transports = self.app.transports
+        if transports.listener_for(transport) is None:
+            # A next hop reached by a transport we do not listen on (TLS out with no TLS
+            # listener): in-dialog requests must come back by one we do, TCP before UDP
+            stream = transport != "udp" and transports.listener_for("tcp") is not None
+            transport = "tcp" if stream else transports.listeners[0].transport
         params = "" if transport == "udp" else f";transport={transport}"
         return f"<sip:{self.local_hostport(transport)}{params};lr>"
 

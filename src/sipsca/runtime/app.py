@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from sipsca.config import SipscaConfig
 from sipsca.errors import RemoteProtocolError
 from sipsca.registrar.model import Binding
+from sipsca.runtime.addressing import split_hostport
 from sipsca.runtime.clock import Clock, SystemClock
 from sipsca.runtime.loop_timer import GridTimer
 from sipsca.runtime.metrics import Metrics
@@ -247,12 +248,13 @@ class SipApplication:
         for item in (adv, *self.config.server.domains):
             if item:
                 # A domain without a port is ours on the default port and on every listener.
-                name, _, number = item.partition(":")
-                if number:
-                    self.local_hosts.add((name.lower(), int(number)))
+                host, number = split_hostport(item)
+                name = host.lower()
+                if number is not None:
+                    self.local_hosts.add((name, number))
                 else:
-                    self.local_hosts.add((name.lower(), None))
-                    self.local_hosts.update((name.lower(), port) for port in ports)
+                    self.local_hosts.add((name, None))
+                    self.local_hosts.update((name, port) for port in ports)
         self.router.configure()
         self.writeback.start()
         self.pump()

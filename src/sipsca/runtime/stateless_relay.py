@@ -75,10 +75,10 @@ def relay_stray_2xx(app: SipApplication, response: SipResponse) -> None:
         # anyone could have us send a 2xx to the address in the next Via.
         if not strip_own_via(response, is_myself=app.router.is_myself):
             return
-        via = response.top_via
+        # received/rport of the caller's Via (RFC 3581), as the server transaction did;
+        # a Via nothing can be sent to (unknown transport, bad rport) drops the response
+        dest = stateless_response_destination(response.top_via)
     except RemoteProtocolError:
         return
-    # received/rport of the caller's Via (RFC 3581), as the server transaction did
-    dest = stateless_response_destination(via)
     app.sca.on_repeated_answer(response)
     app.tl.send_stateless(response, destination=dest)

@@ -69,8 +69,8 @@ def response_destination(response_via: Via, source: Flow) -> Flow:
             received = value
         elif lname == "rport":
             rport = True
-        elif lname == "maddr":
-            maddr = value
+        elif lname == "maddr" and maddr is None:
+            maddr = value  # the first, as reply_via_problem checked it
     if maddr:
         return Flow(source.transport, maddr.strip("[]"), response_via.port or 5060)
     host = received or source.host
@@ -112,7 +112,8 @@ _STATELESS_TRANSPORTS = frozenset(("udp", "tcp", "tls"))
 def stateless_response_destination(response_via: Via) -> Flow:
     """Where a response with no server transaction (and so no known source) goes.
 
-    Read from the Via alone (RFC 3261 18.2.2 with RFC 3581): ``maddr``; else ``received``
+    Read from the Via alone (RFC 3261 18.2.2 with RFC 3581): ``maddr`` (UDP, an IP address
+    only); else ``received``
     (else the sent-by host) with the ``rport`` value (else the sent-by port). Correct when
     whoever received the request stamped ``received``/``rport`` (RFC 3261 18.2.1).
 
@@ -125,7 +126,9 @@ def stateless_response_destination(response_via: Via) -> Flow:
         raise RemoteProtocolError(f"Unusable Via transport {response_via.transport[:20]!r}")
     default = _default_port(transport)
     maddr = response_via.param("maddr")
-    if maddr:
+    # maddr is an unreliable transport's (18.2.2); over TCP/TLS it would let a caller make
+    # the server connect to any host and port it names, and a name would need DNS here
+    if maddr and transport == "udp" and _is_ip(maddr):
         return Flow(transport, maddr.strip("[]"), response_via.port or default)
     host = response_via.param("received") or response_via.host.strip("[]")
     rport = response_via.param("rport")
