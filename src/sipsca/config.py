@@ -52,13 +52,16 @@ class ServerConfig:
     tcp_message_timeout: float = 20.0
     """Seconds a TCP/TLS message may take from its first byte to its last; a connection
     still short of the end of a message then is closed (slowloris), like Kamailio's
-    ``tcp_msg_read_timeout``."""
+    ``tcp_msg_read_timeout``. An accepted connection must also deliver its first message
+    within this time of being accepted (keep-alives alone do not count)."""
     tls_handshake_timeout: float = 10.0
     """Seconds a TLS client has to complete its handshake after connecting, else it is
     closed (asyncio's default would be 60)."""
     max_connections: int = 4096
     """Open TCP/TLS connections at most (a TLS one counts once its handshake is done);
-    further ones are closed at once, with one warning per 10 s (check ``LimitNOFILE``)."""
+    further ones are closed at once, with one warning per 10 s. Accepted connections and
+    those sipsca opens are counted apart, each up to this number, so a flood of peers
+    cannot stop sipsca's own (``LimitNOFILE`` must exceed twice this)."""
     overload_queue: int = 2048
     """Overload control: kB waiting in the UDP receive buffer (2048 kB: some 1,600 requests,
     a quarter of a second of work) above which new dialogs are shed with 503 + Retry-After

@@ -15,7 +15,13 @@ from typing import Any, NamedTuple
 import dns.resolver
 import dns.rrset
 
-from sipsca.runtime.resolver import FAILURE_TTL, MAX_TARGETS, Resolver, srv_order
+from sipsca.runtime.resolver import (
+    ADDRESSES_PER_SRV_TARGET,
+    FAILURE_TTL,
+    MAX_TARGETS,
+    Resolver,
+    srv_order,
+)
 from sipsca.sip.address import Flow
 from sipsca.sip.uri import parse_uri
 
@@ -368,16 +374,48 @@ def test_every_srv_target_with_every_address_in_order() -> None:
 
 def test_the_target_list_is_bounded() -> None:
     """At most MAX_TARGETS targets, and no address is asked for the SRV records past them."""
-    srv = [f"10 0 {5060 + n} t{n}.example.com." for n in range(12)]
+    srv = [f"10 0 {5060 + n} t{n}.example.com." for n in range(16)]
     zone = {("_sip._tcp.example.com.", "SRV"): srv}
-    zone |= {(f"t{n}.example.com.", "A"): [f"192.0.2.{n + 1}"] for n in range(12)}
+    zone |= {(f"t{n}.example.com.", "A"): [f"192.0.2.{n + 1}"] for n in range(16)}
     fake = FakeDns(zone)
     flows, _ = lookup_all(fake, "sip:bob@example.com;transport=tcp")
-    assert MAX_TARGETS == 8
-    assert flows == tuple(Flow("tcp", f"192.0.2.{n + 1}", 5060 + n) for n in range(8))
-    assert len([q for q in fake.queries if q[1] == "A"]) == 8
+    assert MAX_TARGETS == 12
+    assert flows == tuple(Flow("tcp", f"192.0.2.{n + 1}", 5060 + n) for n in range(12))
+    assert len([q for q in fake.queries if q[1] == "A"]) == 12
     many = FakeDns({("many.example.com.", "A"): [f"192.0.2.{n}" for n in range(1, 20)]})
     assert len(lookup_all(many, "sip:bob@many.example.com:5060")[0]) == MAX_TARGETS
+
+
+def test_an_srv_target_with_many_addresses_leaves_room_for_the_backups() -> None:
+    """A priority-10 target behind a pool of addresses (more than MAX_TARGETS) gives only
+    its first ADDRESSES_PER_SRV_TARGET: the priority-20 and -30 backups are still tried.
+    A name without SRV keeps every address up to MAX_TARGETS."""
+    pool = [f"192.0.2.{n}" for n in range(1, 21)]
+    fake = FakeDns(
+        {
+            ("_sip._udp.example.com.", "SRV"): [
+                "10 0 5061 pool.example.com.",
+                "20 0 5062 backup.example.com.",
+                "30 0 5063 last.example.com.",
+            ],
+            ("pool.example.com.", "A"): pool,
+            ("backup.example.com.", "A"): ["198.51.100.1", "198.51.100.2"],
+            ("last.example.com.", "A"): ["203.0.113.1"],
+        }
+    )
+    flows, _ = lookup_all(fake, "sip:bob@example.com;transport=udp")
+    assert ADDRESSES_PER_SRV_TARGET == 3
+    first = [flow for flow in flows if flow.port == 5061]
+    assert len(first) == ADDRESSES_PER_SRV_TARGET
+    assert {flow.host for flow in first} <= set(pool)
+    assert flows[len(first) :] == (
+        Flow("udp", "198.51.100.1", 5062),
+        Flow("udp", "198.51.100.2", 5062),
+        Flow("udp", "203.0.113.1", 5063),
+    )
+    plain = FakeDns({("pool.example.com.", "A"): pool})
+    flows, _ = lookup_all(plain, "sip:bob@pool.example.com:5060")
+    assert len(flows) == MAX_TARGETS
 
 
 def test_a_name_server_failing_midway_keeps_the_targets_found_briefly() -> None:

@@ -448,3 +448,128 @@ async def test_timer_c_during_failover_gives_408_and_stops() -> None:
             assert t3.datagrams == []
             assert _finals(udp, invite.call_id) == [408]
             assert second.call_id == invite.call_id
+
+
+def _fire_timer_c(app: SipApplication) -> None:
+    """Timer C of the one INVITE being proxied fires now (by hand: no waiting for it)."""
+    (key,) = app.proxy.forwarded
+    app.proxy.forwarded[key].stop_timer_c()
+    app.proxy._on_timer_c(key)
+
+
+@pytest.mark.parametrize("caller_cancel", [False, True], ids=["timer-c", "cancel-then-timer-c"])
+async def test_an_attempt_silent_when_the_caller_got_its_final_is_cancelled_later(
+    caller_cancel: bool,
+) -> None:
+    """The first target answers 100 then 503; the INVITE goes to the second, and timer C
+    fires (after a CANCEL of the caller, in the second case) before the second has answered
+    anything: the caller gets its final at once, but that attempt cannot be CANCELled yet
+    (RFC 3261 9.1). Once it sends 180 it is (16.8, 16.10), with the caller's Reason if it
+    gave one; neither its 180 nor its 487 reaches the caller, who got its final already."""
+    async with (
+        RawUdp(("127.0.0.1", 9)) as t1,
+        RawUdp(("127.0.0.1", 9)) as t2,
+        RawUdp(("127.0.0.1", 9)) as t3,
+    ):
+        zone = _srv_zone("gone.example", "udp", [t1.port, t2.port, t3.port])
+        # timer B 6.4 s: the second attempt is still running when it answers
+        async with _app(zone, t1=0.1) as app, RawUdp(_server(app)) as udp:
+            server = _server(app)
+            invite = _invite(udp, "sip:bob@gone.example")
+            udp.send(invite)
+            first = await t1.request("INVITE")
+            t1.answer(first, 100, to=server)
+            t1.answer(first, 503, to=server)
+            second = await t2.request("INVITE")
+            reason = 'SIP;cause=200;text="Call completed elsewhere"'
+            if caller_cancel:
+                cancel = _cancel(invite)
+                cancel.headers.add("Reason", reason)
+                udp.send(cancel)
+                ok = await udp.response(invite.call_id, method="CANCEL")
+                assert ok.status == 200
+            _fire_timer_c(app)
+            final = await udp.response(invite.call_id, method="INVITE")
+            assert final.status == 408, final
+            assert app.proxy.forwarded == {}
+            assert _cancels(t2) == []  # 9.1: not before a provisional response
+            tag = rand(8)
+            t2.answer(second, 180, to_tag=tag, to=server)
+            late = await t2.request("CANCEL")
+            assert late.top_via.branch == second.top_via.branch
+            assert late.uri == second.uri and late.cseq.number == second.cseq.number
+            assert late.headers.get("reason") == (reason if caller_cancel else None)
+            assert app.proxy.late_cancel == {}
+            t2.answer(late, 200, to=server)
+            t2.answer(second, 487, to_tag=tag, to=server)
+            ack = await t2.request("ACK")  # the client transaction's ACK of the 487
+            assert ack.top_via.branch == second.top_via.branch
+            await udp.silence(0.2)
+            statuses = [
+                m.status
+                for m in udp.messages
+                if isinstance(m, SipResponse) and (m.headers.get("cseq") or "").endswith("INVITE")
+            ]
+            assert 180 not in statuses and 487 not in statuses
+            assert _cancels(t1) == [] and t3.datagrams == []
+
+
+def _message(udp: RawUdp, ruri: str) -> SipRequest:
+    return build_request(
+        "MESSAGE",
+        ruri,
+        via=udp.via,
+        from_=_from(),
+        to=f"<{ruri}>",
+        body=b"hello",
+        content_type="text/plain",
+    )
+
+
+# ------------------------------------------------------------------------------ non-INVITE
+async def test_a_non_invite_never_fails_over_after_a_time_out() -> None:
+    """A MESSAGE's first target never answers: its timer F (64*T1) has run, so has the
+    caller's own, which no longer waits. No other target is tried (the server transaction
+    would outlive the caller by up to a timer F per target); the answer is 408."""
+    async with RawUdp(("127.0.0.1", 9)) as t1, RawUdp(("127.0.0.1", 9)) as t2:
+        zone = _srv_zone("quiet.example", "udp", [t1.port, t2.port])
+        async with _app(zone) as app, RawUdp(_server(app)) as udp:
+            req = _message(udp, "sip:bob@quiet.example")
+            udp.send(req)
+            await t1.request("MESSAGE")
+            final = await udp.response(req.call_id)
+            assert final.status == 408, final
+            assert _finals(udp, req.call_id) == [408]
+            assert t2.datagrams == []
+            assert app.proxy.forwarded == {}
+
+
+@pytest.mark.parametrize("expired", [False, True], ids=["in-time", "after-64-t1"])
+async def test_a_non_invite_fails_over_after_a_503_only_while_the_caller_waits(
+    expired: bool,
+) -> None:
+    """A MESSAGE's first target answers 503: within 64*T1 of its arrival the second target
+    gets it (and its 202 reaches the caller); once 64*T1 has passed (the clock moved by
+    hand) the caller's timer F has run, nothing more is sent and the 503 goes up as 500."""
+    async with RawUdp(("127.0.0.1", 9)) as t1, RawUdp(("127.0.0.1", 9)) as t2:
+        zone = _srv_zone("busy.example", "udp", [t1.port, t2.port])
+        async with _app(zone, t1=0.5) as app, RawUdp(_server(app)) as udp:
+            server = _server(app)
+            req = _message(udp, "sip:bob@busy.example")
+            udp.send(req)
+            first = await t1.request("MESSAGE")
+            if expired:
+                (fwd,) = app.proxy.forwarded.values()
+                fwd.arrived -= 64 * app.config.transaction.t1
+            t1.answer(first, 503, to=server)
+            if expired:
+                final = await udp.response(req.call_id)
+                assert final.status == 500, final
+                assert await t2.silence(0.2) == [] and t2.datagrams == []
+                return
+            second = await t2.request("MESSAGE")
+            _same_request_new_branch(first, second)
+            t2.answer(second, 202, to=server)
+            final = await udp.response(req.call_id)
+            assert final.status == 202, final
+            assert _finals(udp, req.call_id) == [202]

@@ -9,7 +9,10 @@ every wait is for an outcome and bounded; nothing asserts how long a step took.
 1. slowloris: a request trickled one byte at a time, and a head that never completes, are
    closed after ``server.tcp_message_timeout``;
 2. connection flood: connections above ``server.max_connections`` are closed at once, with
-   one warning per burst; idle connections close after ``server.tcp_idle_timeout``;
+   one warning per burst; idle connections close after ``server.tcp_idle_timeout``, and one
+   that never delivers a message after ``server.tcp_message_timeout``; a flood of accepted
+   connections leaves the server room for its own outgoing connections (and an outgoing one
+   refused at the limit fails what is sent to it at once);
 3. TLS: no handshake, plaintext, a random ClientHello, garbage after the handshake: each
    closed within ``server.tls_handshake_timeout`` / ``tcp_message_timeout``, quietly;
 4. pipelining: 500 requests in one write, and 60 kB of messages cut at awkward places, are
@@ -46,8 +49,11 @@ from support import (
 
 from sipsca.config import SipscaConfig
 from sipsca.errors import ConfigError
+from sipsca.runtime.transport import TransportManager
 from sipsca.service import check_startup
 from sipsca.sip import SipResponse, StreamFramer, parse_message
+from sipsca.sip.address import Flow
+from sipsca.sip.parser import ParserLimits
 
 T = TypeVar("T")
 NOISE = ("Traceback", "Exception in callback", "Fatal error", " ERROR ", " CRITICAL ")
@@ -273,6 +279,140 @@ async def test_idle_connections_are_closed(make_server: Any) -> None:
         await still_served(srv, busy)
 
 
+async def test_connection_without_a_message_is_closed(make_server: Any) -> None:
+    """An accepted connection that sends nothing, and one that only sends CRLF CRLF
+    keep-alives, are closed ``tcp_message_timeout`` (1 s here) after being accepted, although
+    the idle timeout (600 s) would keep them; one that sent a request first is not."""
+    srv = make_server({"server": {"tcp_message_timeout": 1.0}})
+    async with (
+        StreamClient(srv.sip_addr) as talker,
+        StreamClient(srv.sip_addr) as silent,
+        StreamClient(srv.sip_addr) as pinger,
+    ):
+        assert (await ask(talker, srv)).status == 200
+        for _ in range(50):  # 10 s at most
+            if silent.closed.is_set() and pinger.closed.is_set():
+                break
+            if not pinger.closed.is_set():
+                pinger.send(b"\r\n\r\n")
+            await asyncio.sleep(0.2)
+        assert silent.closed.is_set(), "a connection that never sent anything was kept"
+        assert pinger.closed.is_set(), "a connection sending only keep-alives was kept"
+        assert silent.raw == [] and pinger.raw == []
+        # talker was accepted before them: its first-message deadline has passed too
+        await still_served(srv, talker)
+    assert await asyncio.to_thread(dropped_total, srv, "message_timeout") == 2
+
+
+async def _tcp_peer(received: list[bytes]) -> asyncio.Server:
+    """A TCP next hop that records the first read of each connection."""
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            received.append(await reader.read(65535))
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(accept, HOST, 0)
+
+
+async def test_accepted_flood_leaves_room_for_outgoing_connections(make_server: Any) -> None:
+    """``max_connections = 4`` accepted connections sit idle (and a fifth is refused): a
+    MESSAGE relayed to a TCP next hop (static route) still gets its own connection there;
+    it used to be refused with 503 "connection limit reached"."""
+    received: list[bytes] = []
+    peer = await _tcp_peer(received)
+    port = peer.sockets[0].getsockname()[1]
+    try:
+        srv = make_server(
+            {
+                "server": {"max_connections": 4, "tcp_message_timeout": 60.0},
+                "proxy": {"static_routes": [["tcppeer.test", f"tcp:{HOST}:{port}"]]},
+            }
+        )
+        flood = [
+            await asyncio.wait_for(asyncio.open_connection(HOST, srv.port), 5) for _ in range(5)
+        ]
+
+        async def closed_by_server(reader: asyncio.StreamReader) -> bool:
+            try:
+                return await asyncio.wait_for(reader.read(1), 3) == b""
+            except TimeoutError:
+                return False
+            except ConnectionError:
+                return True
+
+        closed = await asyncio.gather(*(closed_by_server(r) for r, _ in flood))
+        assert sum(closed) == 1, closed  # the accepted connections are at the limit
+        async with RawUdp(srv.sip_addr) as caller:
+            req = build_request(
+                "MESSAGE",
+                "sip:dan@tcppeer.test",
+                via=caller.via,
+                from_=f"<sip:eve@{srv.domain}>;tag={rand(8)}",
+                to="<sip:dan@tcppeer.test>",
+                body=b"hi",
+                content_type="text/plain",
+            )
+            caller.send(req)
+            finals: list[Any] = []
+            for _ in range(100):  # 10 s at most
+                finals = [m for m in caller.messages if getattr(m, "status", 0) >= 200]
+                if any(received) or finals:
+                    break
+                await asyncio.sleep(0.1)
+            got = [data for data in received if data]  # b"": a connection closed at once
+            assert got, f"the next hop got nothing (caller got {finals})"
+            assert got[0].startswith(b"MESSAGE sip:dan@tcppeer.test SIP/2.0\r\n")
+        for _, writer in flood:
+            writer.close()
+        quiet(srv)
+    finally:
+        peer.close()
+        await peer.wait_closed()
+
+
+async def test_send_while_a_refused_connection_reports_fails_at_once() -> None:
+    """An outgoing connection refused at ``max_connections`` reports its requests failed;
+    a send to the same flow made while that error is handled (the core answers and sends
+    on, re-entrantly) must fail too, not be written to the connection being aborted (its
+    transaction would time out instead of failing at once)."""
+    errors: list[tuple[Flow, int]] = []
+    holders: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        holders.append(writer)
+
+    servers = [await asyncio.start_server(hold, HOST, 0) for _ in range(2)]
+    first, second = (Flow("tcp", HOST, s.sockets[0].getsockname()[1]) for s in servers)
+
+    def on_send_error(flow: Flow, status: int, reason: str) -> None:
+        errors.append((flow, status))
+        if len(errors) == 1:
+            manager.send(b"OPTIONS again\r\n", flow)  # re-entrant, as the core does
+
+    manager = TransportManager(
+        lambda data, flow: None,
+        on_send_error=on_send_error,
+        limits=ParserLimits(),
+        max_connections=1,
+    )
+    try:
+        manager.send(b"OPTIONS one\r\n", first)
+        await until(lambda: manager.has_connection(first), 5, "the first connection")
+        manager.send(b"OPTIONS two\r\n", second)  # over the limit: refused
+        await until(lambda: len(errors) >= 2, 5, "both sends to the refused flow failed")
+        assert errors == [(second, 503), (second, 503)]
+        assert manager.has_connection(first) and not manager.has_connection(second)
+    finally:
+        await manager.close()
+        for writer in holders:
+            writer.close()
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+
+
 # ------------------------------------------------------------------------------ 3 TLS
 def _tls_client_context() -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
@@ -313,6 +453,7 @@ async def test_tls_garbage_is_closed_quietly(make_server: Any, kind: str) -> Non
         {"server": {"tls_handshake_timeout": 1.0, "tcp_message_timeout": 1.0}}, tls=True
     )
     async with StreamClient(srv.sip_addr) as bystander:
+        assert (await ask(bystander, srv)).status == 200  # else its first-message deadline
         sip = options(srv, f"SIP/2.0/TLS {HOST}:9;branch=z9hG4bK{rand(12)}")
         assert await asyncio.to_thread(_tls_abuse, srv.tls_addr, kind, sip), kind
         async with StreamClient(srv.tls_addr, tls=True) as good:

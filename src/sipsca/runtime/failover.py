@@ -110,19 +110,23 @@ class Failover:
         answer: SipResponse | None,
         stopped: bool,
         current: bool,
+        expired: bool = False,
     ) -> ContextAction | None:
         """The running transaction failed: a transport error, a time-out or (``answer``) a
         503. None when the branch goes on to the next target (:meth:`next_attempt`); else
         what ``context`` makes of the outcome (nothing more is sent on this branch).
 
         ``stopped``: no branch may move to another target (a CANCEL, a 6xx); ``current``:
-        the forwarded request is still being served (not finished and released).
+        the forwarded request is still being served (not finished and released);
+        ``expired``: the caller has given up waiting (a non-INVITE past its timer F).
         """
         if timeout:
             self.timed_out = True
         elif answer is not None:
             self.answer = answer
-        if self._may_fail_over(context, timeout=timeout, stopped=stopped, current=current):
+        if not expired and self._may_fail_over(
+            context, timeout=timeout, stopped=stopped, current=current
+        ):
             return None
         self.exhausted = True
         if self.timed_out:

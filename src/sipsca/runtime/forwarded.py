@@ -21,6 +21,7 @@ class Forwarded:
 
     __slots__ = (
         "answered",
+        "arrived",
         "context",
         "failover",
         "key",
@@ -39,8 +40,13 @@ class Forwarded:
         context: ResponseContext,
         sca: bool,
         sca_request: SipRequest,
+        *,
+        arrived: float,
     ) -> None:
         self.key = key
+        self.arrived = arrived
+        """When it was relayed (monotonic clock): a non-INVITE fails over only while the
+        caller still waits for it (64*T1, its timer F)."""
         self.request = request
         self.context = context
         self.sca = sca

@@ -49,6 +49,12 @@ class ProxyCore:
         self.retry_of: dict[str, str] = {}
         """Client transaction of a failover attempt -> the context's key of its branch (the
         first attempt's transaction is that key itself and is not listed)."""
+        self.late_cancel: dict[str, tuple[SipRequest, str | None]] = {}
+        """INVITE failover attempts still waiting for any response when their context was
+        released (timer C fired, or a final went upstream after a CANCEL): client
+        transaction key -> (the request sent, the CANCEL's Reason). Each is CANCELled at
+        its first provisional response (RFC 3261 9.1, 16.8); forgotten at its final
+        response or when its transaction ends."""
 
     # ------------------------------------------------------------------ requests
     def relay(
@@ -76,7 +82,7 @@ class ProxyCore:
             member_call_info = member_call_info or outcome.member_call_info
         invite = request.method == "INVITE"
         context = ResponseContext(request, invite=invite)
-        fwd = Forwarded(key, request, context, sca, sca_request)
+        fwd = Forwarded(key, request, context, sca, sca_request, arrived=app.clock.monotonic())
         self.forwarded[key] = fwd
         if invite:
             router.reply(request, key, 100, "Trying")
@@ -245,7 +251,6 @@ class ProxyCore:
 
     def _send_cancel(self, fwd: Forwarded, branch: str, reason: str | None) -> None:
         """CANCEL ``branch`` (the context's key): the transaction running on it now."""
-        app = self.app
         failover = fwd.failover_of(branch)
         if failover is None:
             sent = fwd.context.branch_request(branch)
@@ -255,8 +260,14 @@ class ProxyCore:
             if running is None:
                 return
             sent, key = running
+        if sent is not None:
+            self._cancel_transaction(sent, key, reason)
+
+    def _cancel_transaction(self, sent: SipRequest, key: str, reason: str | None) -> None:
+        """CANCEL client transaction ``key``, which sent ``sent``, on its own flow."""
+        app = self.app
         dest = app.flow_of_key.get(key)
-        if sent is None or dest is None:
+        if dest is None:
             return
         cancel = make_cancel(sent, reason=reason)
         cancel_key = app.send_request(cancel, dest)
@@ -269,7 +280,10 @@ class ProxyCore:
         server_key = self.branch_of.get(key)
         fwd = self.forwarded.get(server_key) if server_key is not None else None
         if fwd is None:
-            if server_key is not None:  # finished and released: only 2xx retransmissions
+            late = self.late_cancel.pop(key, None)
+            if late is not None and response.status < 200:
+                self._cancel_transaction(late[0], key, late[1])  # it may be CANCELled now
+            if server_key is not None:  # finished and released: only 2xx are relayed
                 self.on_stray_response(response)
             return
         if not strip_own_via(response):
@@ -331,12 +345,25 @@ class ProxyCore:
             answer=answer,
             stopped=fwd.stopped,
             current=self.forwarded.get(fwd.key) is fwd,
+            expired=self._caller_gave_up(fwd, timeout=timeout),
         )
         if action is None:
             why = "timed out" if timeout else "unreachable" if answer is None else "answered 503"
             self._next_target(fwd, failover, why)
             return
         self._apply(fwd, action)
+
+    def _caller_gave_up(self, fwd: Forwarded, *, timeout: bool) -> bool:
+        """A non-INVITE whose caller no longer waits: its timer F (64*T1) has run since
+        the request came, so another attempt could only outlive it (Kamailio caps the same
+        with ``max_noninv_lifetime``). A time-out is timer F of an attempt, at least that
+        long after the request came: a non-INVITE never fails over after one."""
+        if fwd.context.invite:
+            return False
+        if timeout:
+            return True
+        app = self.app
+        return app.clock.monotonic() - fwd.arrived >= 64 * app.config.transaction.t1
 
     def _next_target(self, fwd: Forwarded, failover: Failover, why: str) -> None:
         """Send the same request again, in a new client transaction, to the next target
@@ -391,7 +418,21 @@ class ProxyCore:
         """
         if self.forwarded.get(fwd.key) is fwd:
             del self.forwarded[fwd.key]
+            self._keep_late_cancels(fwd)
         fwd.stop_timer_c()
+
+    def _keep_late_cancels(self, fwd: Forwarded) -> None:
+        """Failover attempts of a released INVITE that have had no response yet cannot be
+        CANCELled now (RFC 3261 9.1) but must be once they answer (16.8, 16.10): the
+        caller has its final response, a call set up there would be nobody's."""
+        if fwd.failover is None or not fwd.context.invite:
+            return
+        tl = self.app.tl
+        for failover in fwd.failover.values():
+            if failover.exhausted or failover.cancel_sent:
+                continue  # its outcome went to the context (no attempt runs), or cancelled
+            if tl.client_state(failover.key) == "calling":  # no response at all yet
+                self.late_cancel[failover.key] = (failover.request, failover.cancel_reason)
 
     # ------------------------------------------------------------------ timers / cleanup
     def _arm_timer_c(self, fwd: Forwarded) -> None:
@@ -415,6 +456,7 @@ class ProxyCore:
     def on_terminated(self, key: str) -> None:
         self.cancels.discard(key)
         self.retry_of.pop(key, None)
+        self.late_cancel.pop(key, None)
         server_key = self.branch_of.pop(key, None)
         if server_key is None:
             fwd = self.forwarded.get(key)

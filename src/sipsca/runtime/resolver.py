@@ -7,9 +7,10 @@ SRV (priority, then weight: RFC 2782), then A/AAAA. Addresses DNS does not know 
 (RFC 6761 6.3). Answers, positive and negative, are cached for their TTL.
 
 A look-up gives an ordered list of targets, not one (RFC 3263 4.3): every SRV record of the
-chosen transport in RFC 2782 order, each with all its addresses, at most
-:data:`MAX_TARGETS`. The proxy sends to the first and fails over to the next when a target
-does not answer, cannot be reached or answers 503 (``runtime.forwarding``).
+chosen transport in RFC 2782 order, each with its addresses (at most
+:data:`ADDRESSES_PER_SRV_TARGET` of one target), at most :data:`MAX_TARGETS` in all. The
+proxy sends to the first and fails over to the next when a target does not answer, cannot
+be reached or answers 503 (``runtime.forwarding``).
 
 :meth:`Resolver.resolve_now` / :meth:`Resolver.targets_now` never do I/O (the per-request
 fast path); :meth:`Resolver.resolve` / :meth:`Resolver.resolve_targets` run the DNS
@@ -36,7 +37,7 @@ from sipsca.sip.uri import SipUri
 if TYPE_CHECKING:
     import dns.rrset
 
-__all__ = ["MAX_TARGETS", "DnsClient", "Resolver", "srv_order"]
+__all__ = ["ADDRESSES_PER_SRV_TARGET", "MAX_TARGETS", "DnsClient", "Resolver", "srv_order"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +78,14 @@ FAILURE_TTL = 5.0
 """No answer at all (time-out, SERVFAIL, no name server): retried after this long."""
 HOSTS_TTL = 60.0
 """An address found by ``getaddrinfo`` (hosts file) carries no TTL: used this long."""
-MAX_TARGETS = 8
+MAX_TARGETS = 12
 """Targets one look-up gives at most (SRV targets in order, each with its addresses): the
 number of next hops a branch tries before it fails (RFC 3263 4.3 failover)."""
+ADDRESSES_PER_SRV_TARGET = 3
+"""Addresses taken of one SRV target at most. Without it a first target with many A
+records (a pool behind one name) would fill :data:`MAX_TARGETS` and the backup targets of
+the next priorities, the reason SRV lists several, would never be tried; with it the
+first four targets always fit, and a target tried at three addresses is as good as down."""
 
 _SERVICES = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls"}
 """RFC 3263 4.1 NAPTR services, by transport (SCTP and WebSocket are not supported)."""
@@ -276,7 +282,8 @@ class _Lookup:
         return [(transport, name) for _, _, transport, name in usable]
 
     def srv(self, name: str, transport: str) -> tuple[bool, list[Flow]]:
-        """(records found, the usable targets in RFC 2782 order, each with its addresses)."""
+        """(records found, the usable targets in RFC 2782 order, each with its addresses:
+        at most :data:`ADDRESSES_PER_SRV_TARGET` of one target)."""
         import dns.rdtypes.IN.SRV
 
         rrset = self.query(name, "SRV")
@@ -288,7 +295,8 @@ class _Lookup:
             target = str(record.target)
             if target == ".":
                 continue  # "the service is decidedly not available at this domain"
-            for flow in self.addresses(target, transport, int(record.port), more=bool(flows)):
+            found = self.addresses(target, transport, int(record.port), more=bool(flows))
+            for flow in found[:ADDRESSES_PER_SRV_TARGET]:
                 if flow not in flows:
                     flows.append(flow)
             if len(flows) >= MAX_TARGETS:

@@ -142,15 +142,23 @@ class _StreamProtocol(asyncio.Protocol):
     """One TCP or TLS connection: Content-Length framing, CRLF keep-alives, idle timeout.
 
     Guards against abusive peers (docs/decisions.md 39): a message must be complete within
-    ``message_timeout`` of the read that began it (slowloris); reading stops while the
+    ``message_timeout`` of the read that began it (slowloris), and an accepted connection
+    must deliver its first message within ``message_timeout`` of being accepted (a silent
+    connection cannot hold a slot until the idle timeout); reading stops while the
     output waiting for the peer is above asyncio's high-water mark (a peer that sends but
     never reads cannot make the server queue its answers); more than ``_MAX_UNSENT`` bytes
     unsent, or output still stuck when the idle timeout fires, drops the connection.
     """
 
-    def __init__(self, manager: TransportManager, transport_name: str) -> None:
+    def __init__(
+        self, manager: TransportManager, transport_name: str, *, outgoing: bool = False
+    ) -> None:
         self.manager = manager
         self.name = transport_name
+        self.outgoing = outgoing
+        """Opened by sipsca (counted apart from accepted ones against ``max_connections``)."""
+        self.registered = False
+        """Counted in the manager's open connections (until ``connection_lost``)."""
         self.framer = StreamFramer(manager.limits)
         self.transport: asyncio.Transport | None = None
         self.flow: Flow | None = None
@@ -159,18 +167,27 @@ class _StreamProtocol(asyncio.Protocol):
         self._idle: asyncio.TimerHandle | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._dropped = False
+        self._first = not outgoing
+        """Accepted and no complete message received yet: the deadline runs from the
+        accept, and CRLF keep-alives do not stop it."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        requested = self.flow  # an outgoing connection's key in the manager's connecting map
         peer = transport.get_extra_info("peername")
         self.flow = Flow(self.name, str(peer[0]), int(peer[1]))
         if not self.manager.register_connection(self.flow, self):
-            if self.pending:  # an outgoing connection: its requests cannot go
-                self.manager.on_send_error(self.flow, 503, "connection limit reached")
+            # Dead before the error is reported: a send to this flow made while it is
+            # (re-entrantly) handled must open a new connection, not write to this one.
+            unsent = bool(self.pending)
             self.pending.clear()
             self._dropped = True
+            if requested is not None:
+                self.manager.forget_connecting(requested, self)
             self.connected.cancel()
             self.transport.abort()
+            if unsent:  # an outgoing connection: its requests cannot go
+                self.manager.on_send_error(requested or self.flow, 503, "connection limit reached")
             return
         for data in self.pending:
             self.transport.write(data)
@@ -178,6 +195,9 @@ class _StreamProtocol(asyncio.Protocol):
         if not self.connected.done():
             self.connected.set_result(None)
         self._touch()
+        if self._first:  # accepted: a first message within message_timeout, or closed
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.call_later(self.manager.message_timeout, self._on_deadline)
 
     def _touch(self) -> None:
         if self._idle is not None:
@@ -220,13 +240,15 @@ class _StreamProtocol(asyncio.Protocol):
         except RemoteProtocolError as exc:
             self._fail(exc)
             return
+        if messages:
+            self._first = False  # from now on the idle timeout governs its silences
         if self.framer.buffered > _PARTIAL:  # a message begun: it has message_timeout to end
             if self._deadline is None or messages:
                 if self._deadline is not None:
                     self._deadline.cancel()
                 loop = asyncio.get_running_loop()
                 self._deadline = loop.call_later(self.manager.message_timeout, self._on_deadline)
-        elif self._deadline is not None:
+        elif self._deadline is not None and not self._first:
             self._deadline.cancel()
             self._deadline = None
         if self.framer.pings != pings and self.transport is not None:
@@ -319,6 +341,10 @@ class TransportManager:
         self._servers: list[asyncio.AbstractServer] = []
         self._connections: dict[Flow, _StreamProtocol] = {}
         self._connecting: dict[Flow, _StreamProtocol] = {}
+        self._open = {False: 0, True: 0}
+        """Open connections, accepted (False) and outgoing (True): each kind is limited to
+        ``max_connections`` on its own, so peers cannot take the slots of sipsca's own
+        connections (docs/decisions.md 39)."""
         self.stream_error_hook: ErrorHandler | None = None
         self.udp_backlog = 0
         """Bytes still queued in the receive buffer of the UDP socket read last."""
@@ -368,8 +394,11 @@ class TransportManager:
             self.drop_hook(reason)
 
     def register_connection(self, flow: Flow, proto: _StreamProtocol) -> bool:
-        """Index a new connection; False (the caller closes it) at ``max_connections``."""
-        if len(self._connections) < self.max_connections:
+        """Index a new connection; False (the caller closes it) when ``max_connections`` of
+        its kind (accepted, or opened by sipsca) are open."""
+        if self._open[proto.outgoing] < self.max_connections:
+            self._open[proto.outgoing] += 1
+            proto.registered = True
             self._connections[flow] = proto
             return True
         self.refused += 1
@@ -388,8 +417,16 @@ class TransportManager:
         return False
 
     def unregister_connection(self, flow: Flow, proto: _StreamProtocol) -> None:
+        if proto.registered:
+            proto.registered = False
+            self._open[proto.outgoing] -= 1
         if self._connections.get(flow) is proto:
             del self._connections[flow]
+
+    def forget_connecting(self, flow: Flow, proto: _StreamProtocol) -> None:
+        """``proto`` is no longer the connection being opened to ``flow`` (open or failed)."""
+        if self._connecting.get(flow) is proto:
+            del self._connecting[flow]
 
     def on_stream_error(self, flow: Flow, status: int, reason: str) -> None:
         logger.info("closing %s after a framing error: %s", flow, reason)
@@ -428,7 +465,7 @@ class TransportManager:
 
     def _connect(self, flow: Flow) -> _StreamProtocol:
         loop = asyncio.get_running_loop()
-        proto = _StreamProtocol(self, flow.transport)
+        proto = _StreamProtocol(self, flow.transport, outgoing=True)
         proto.flow = flow
         self._connecting[flow] = proto
         ctx = self.ssl_client if flow.transport == "tls" else None
@@ -445,7 +482,7 @@ class TransportManager:
                 logger.info("cannot connect to %s: %s", flow, exc)
                 self.on_send_error(flow, 503, f"cannot connect: {exc}")
             finally:
-                self._connecting.pop(flow, None)
+                self.forget_connecting(flow, proto)
 
         task = loop.create_task(connect())
         task.add_done_callback(lambda t: None)
