@@ -237,7 +237,11 @@ def test_stateless_response_to_an_unusable_via_is_dropped(layer: TransactionLaye
         ("SIP/2.0/UDP 10.0.0.1;maddr=", SOURCE, True),
         ("SIP/2.0/UDP 10.0.0.1;maddr", SOURCE, True),
         ("SIP/2.0/UDP 10.0.0.1;maddr=239.1.1.1", SOURCE, False),
-        ("SIP/2.0/UDP 10.0.0.1;maddr=[2001:db8::1]", SOURCE, False),
+        # the reply leaves by the IPv4 socket the request came in on: every send failed
+        ("SIP/2.0/UDP 10.0.0.1;maddr=[2001:db8::1]", SOURCE, True),
+        ("SIP/2.0/UDP 10.0.0.1;maddr=[::1]", SOURCE, True),
+        ("SIP/2.0/UDP [2001:db8::9];maddr=[2001:db8::1]", Flow("udp", "2001:db8::9", 1), False),
+        ("SIP/2.0/UDP [2001:db8::9];maddr=192.0.2.1", Flow("udp", "2001:db8::9", 1), True),
         ("SIP/2.0/UDP 10.0.0.1;received=garbage;rport=1", SOURCE, False),
         ("SIP/2.0/TCP 10.0.0.1;maddr=proxy.example.com", Flow("tcp", "203.0.113.9", 1), False),
     ],
@@ -247,7 +251,7 @@ def test_reply_via_problem(via: str, source: Flow, problem: bool) -> None:
     reason = reply_via_problem(parse_via(via), source)
     assert (reason is not None) is problem
     if problem:
-        assert reason == "Unusable Via maddr (not an IP address)"
+        assert reason is not None and reason.startswith("Unusable Via maddr (")
 
 
 # The runtime's RFC 3261 18.2.1 stamping decides what response_destination reads.

@@ -94,7 +94,14 @@ def reply_via_problem(via: Via, source: Flow) -> str | None:
     maddr = via.param("maddr")
     if maddr is not None and not _is_ip(maddr):
         return "Unusable Via maddr (not an IP address)"
+    if maddr is not None and _is_ip(source.host) and _ipv6(maddr) != _ipv6(source.host):
+        # replies leave by the socket the request came in on, of the source's family
+        return "Unusable Via maddr (other address family)"
     return None
+
+
+def _ipv6(text: str) -> bool:
+    return ":" in text
 
 
 def _is_ip(text: str) -> bool:
