@@ -142,6 +142,10 @@ def test_check_config_masks_secrets(tmp_path: Path) -> None:
             "server.advertised_address: 'sip.example.com:70000' is not host[:port]",
         ),
         (
+            '[server]\ndomains = ["example.com:sip"]\n',
+            "server.domains: 'example.com:sip' is not host[:port]",
+        ),
+        (
             '[server]\nadvertised_address = "2001:db8::1"\n',
             "server.advertised_address: '2001:db8::1' is not host[:port]",
         ),

@@ -5,33 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from helpers.phone import Call, IncomingCall, Phone, call_info_of, make_sdp
-from helpers.sca import WILDCARD, Line, ci, full
+from helpers.sca import BOB_URI, WILDCARD, Line, appearances, ci, established, full
 
 AOR = "sip:1000@127.0.0.1"
-BOB_URI = '\\"Bob\\" <sip:bob@127.0.0.1>'
-
-
-async def appearances(line: Line) -> list[tuple[int, str]]:
-    return sorted(
-        (int(r.split()[1]), r.split()[2]) for r in await line.server.arpc("sca.all_appearances")
-    )
-
-
-async def established(
-    make_line: Any, config: dict[str, Any] | None = None
-) -> tuple[Line, Phone, Phone, Phone, Call]:
-    """Scenario 28's state: A (index 1) talks to bob; all NOTIFYs so far consumed."""
-    line: Line = await make_line(config)
-    a = await line.member("A")
-    b = await line.member("B")
-    bob = await line.callee(uas="answer", answer_delay=0.05)
-    await line.seize(a, 1)
-    call = await a.invite("bob", call_info=line.seize_ci % 1, to_display='"Bob"')
-    assert call.final is not None and call.final.status == 200
-    await line.broadcast(full(ci(1, "active", BOB_URI)), strict=False)
-    await line.settle()
-    line.drain()
-    return line, a, b, bob, call
 
 
 async def hold(line: Line, a: Phone, call: Call | IncomingCall, **kw: Any) -> None:

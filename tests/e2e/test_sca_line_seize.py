@@ -7,18 +7,9 @@ from typing import Any
 import pytest
 
 from helpers.phone import call_info_of
-from helpers.sca import WILDCARD, Line, ci, full, sub_state
+from helpers.sca import WILDCARD, Line, appearances, ci, full, sub_state
 
 AOR = "sip:1000@127.0.0.1"
-
-
-async def appearances(line: Line) -> list[tuple[int, str]]:
-    """sca.all_appearances reduced to (index, state)."""
-    out = []
-    for row in await line.server.arpc("sca.all_appearances"):
-        f = row.split()
-        out.append((int(f[1]), f[2]))
-    return sorted(out)
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])

@@ -10,16 +10,9 @@ from typing import Any
 import pytest
 
 from helpers.phone import Call, IncomingCall, Phone, call_info_of
-from helpers.sca import WILDCARD, Line, ci, full, sub_state
+from helpers.sca import BOB_URI, WILDCARD, Line, appearances, ci, full, sub_state
 
 AOR = "sip:1000@127.0.0.1"
-BOB_URI = '\\"Bob\\" <sip:bob@127.0.0.1>'
-
-
-async def appearances(line: Line) -> list[tuple[int, str]]:
-    return sorted(
-        (int(r.split()[1]), r.split()[2]) for r in await line.server.arpc("sca.all_appearances")
-    )
 
 
 async def setup(

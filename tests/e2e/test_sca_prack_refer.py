@@ -31,21 +31,14 @@ from typing import Any
 import pytest
 
 from helpers.phone import Call, IncomingCall, Phone, call_info_of, make_sdp
-from helpers.sca import WILDCARD, Line, ci, full, sub_state
+from helpers.sca import BOB_URI, WILDCARD, Line, appearances, ci, established, full, sub_state
 from sipsca.sip import SipMessage, SipRequest
 
 AOR = "sip:1000@127.0.0.1"
-BOB_URI = '\\"Bob\\" <sip:bob@127.0.0.1>'
 CAROL = "sip:carol@carrier.invalid"
 CAROL_URI = '\\"Carol\\" <sip:carol@carrier.invalid>'
 TRANSFER_TARGET = "sip:carol@127.0.0.1"
 SIPFRAG = b"SIP/2.0 200 OK\r\n"
-
-
-async def appearances(line: Line) -> list[tuple[int, str]]:
-    return sorted(
-        (int(r.split()[1]), r.split()[2]) for r in await line.server.arpc("sca.all_appearances")
-    )
 
 
 def assert_clean_log(line: Line) -> None:
@@ -165,20 +158,11 @@ async def test_reliable_183_prack_answer_bye(make_line: Any, transport: str) -> 
     assert_clean_log(line)
 
 
-async def established(
+async def talking(
     make_line: Any, a_transport: str = "udp"
 ) -> tuple[Line, Phone, Phone, Call, IncomingCall]:
-    """Scenario 28's state: A (index 1) talks to bob; every NOTIFY so far consumed."""
-    line: Line = await make_line()
-    a = await line.member("A", transport=a_transport)
-    await line.member("B")
-    bob = await line.callee(uas="answer", answer_delay=0.05)
-    await line.seize(a, 1)
-    call = await a.invite("bob", call_info=line.seize_ci % 1, to_display='"Bob"')
-    assert call.final is not None and call.final.status == 200
-    await line.broadcast(full(ci(1, "active", BOB_URI)), strict=False)
-    await line.settle()
-    line.drain()
+    """:func:`established`, with bob's side of the call: (line, a, bob, call, incoming)."""
+    line, a, _, bob, call = await established(make_line, a_transport=a_transport)
     return line, a, bob, call, bob.incoming[0]
 
 
@@ -189,7 +173,7 @@ async def test_blind_transfer_by_the_line(make_line: Any, hangup: str, transport
     ``NOTIFY`` (Event: refer, sipfrag) that reaches A through sipsca. The REFER sends no
     call-info NOTIFY (5.11); the BYE that ends the transferred call - A's or bob's - makes
     index 1 idle with its broadcast. A on TCP: sipsca is twice in the route set."""
-    line, a, bob, call, inc = await established(make_line, transport)
+    line, a, bob, call, inc = await talking(make_line, transport)
     bob.reply_headers["REFER"] = [("Call-Info", ci(1, "active"))]
 
     r = await a.refer(call, TRANSFER_TARGET, headers=[("Call-Info", line.seize_ci % 1)])

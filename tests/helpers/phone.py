@@ -862,6 +862,22 @@ class Phone:
             pairs.append(("Content-Type", content_type))
         return SipRequest(method, ruri, Headers.from_pairs(pairs), body)
 
+    def _in_dialog(
+        self, method: str, d: Dialog, *, cseq: int | None = None, **options: Any
+    ) -> SipRequest:
+        """``method`` in dialog ``d``: to its remote target over its route set, with its
+        tags and Call-ID; CSeq ``cseq`` or the dialog's current local CSeq."""
+        return self._build(
+            method,
+            d.remote_target,
+            from_=d.from_value(),
+            to=d.to_value(),
+            call_id=d.call_id,
+            cseq=d.local_cseq if cseq is None else cseq,
+            route_set=d.route_set,
+            **options,
+        )
+
     async def _start_tx(self, req: SipRequest) -> ClientTransaction:
         branch = req.top_via.branch or ""
         loop = asyncio.get_running_loop()
@@ -980,14 +996,9 @@ class Phone:
         """Send any request (out of dialog, or in ``dialog``) and return its final response."""
         if dialog is not None:
             dialog.local_cseq += 1
-            req = self._build(
+            req = self._in_dialog(
                 method,
-                dialog.remote_target,
-                from_=dialog.from_value(),
-                to=dialog.to_value(),
-                call_id=dialog.call_id,
-                cseq=dialog.local_cseq,
-                route_set=dialog.route_set,
+                dialog,
                 headers=headers,
                 body=body,
                 content_type=content_type,
@@ -1068,14 +1079,9 @@ class Phone:
             )
         else:
             dialog.local_cseq += 1
-        req = self._build(
+        req = self._in_dialog(
             "SUBSCRIBE",
-            dialog.remote_target,
-            from_=dialog.from_value(),
-            to=dialog.to_value(),
-            call_id=dialog.call_id,
-            cseq=dialog.local_cseq,
-            route_set=dialog.route_set,
+            dialog,
             headers=hdrs,
         )
         resp = await self.send_request(req, timeout, dialog=dialog)
@@ -1184,14 +1190,10 @@ class Phone:
         """End-to-end ACK for the 2xx of the call's latest INVITE transaction."""
         d = call.dialog
         cseq = call.tx.request.cseq.number
-        req = self._build(
+        req = self._in_dialog(
             "ACK",
-            d.remote_target,
-            from_=d.from_value(),
-            to=d.to_value(),
-            call_id=d.call_id,
+            d,
             cseq=cseq,
-            route_set=d.route_set,
             body=body,
             contact=False,
         )
@@ -1222,14 +1224,9 @@ class Phone:
         invite_cseq = call.invite.cseq.number
         rack = f"{(provisional.headers.get('rseq') or '').strip()} {invite_cseq} INVITE"
         d.local_cseq += 1
-        req = self._build(
+        req = self._in_dialog(
             "PRACK",
-            d.remote_target,
-            from_=d.from_value(),
-            to=d.to_value(),
-            call_id=d.call_id,
-            cseq=d.local_cseq,
-            route_set=d.route_set,
+            d,
             headers=[("RAck", rack), *headers],
             contact=False,
         )
@@ -1277,28 +1274,18 @@ class Phone:
         body = make_sdp(direction, version=d.sdp_version) if sdp is None else sdp
         hdrs = [("Call-Info", call_info)] if call_info else []
         hdrs += list(headers)
-        req = self._build(
+        req = self._in_dialog(
             "INVITE",
-            d.remote_target,
-            from_=d.from_value(),
-            to=d.to_value(),
-            call_id=d.call_id,
-            cseq=d.local_cseq,
-            route_set=d.route_set,
+            d,
             headers=hdrs,
             body=body,
         )
         tx = await self._start_tx(req)
         resp = await self._final(tx, timeout)
         if 200 <= resp.status < 300 and auto_ack:
-            ack = self._build(
+            ack = self._in_dialog(
                 "ACK",
-                d.remote_target,
-                from_=d.from_value(),
-                to=d.to_value(),
-                call_id=d.call_id,
-                cseq=d.local_cseq,
-                route_set=d.route_set,
+                d,
                 body=ack_body,
                 contact=False,
             )

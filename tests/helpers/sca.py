@@ -12,7 +12,7 @@ import asyncio
 import re
 from typing import Any
 
-from helpers.phone import Dialog, Ladder, Phone, call_info_of, parse_call_info
+from helpers.phone import Call, Dialog, Ladder, Phone, call_info_of, parse_call_info
 from sipsca.sip import SipRequest
 
 __all__ = ["Line", "ci", "full", "sub_state"]
@@ -192,3 +192,31 @@ class Line:
     async def close(self) -> None:
         for p in self.phones:
             await p.close()
+
+
+BOB_URI = '\\"Bob\\" <sip:bob@127.0.0.1>'
+"""The appearance-uri of a call answered by the ``bob`` callee (To ``"Bob"``)."""
+
+
+async def appearances(line: Line) -> list[tuple[int, str]]:
+    """``sca.all_appearances`` reduced to sorted (index, state)."""
+    rows = await line.server.arpc("sca.all_appearances")
+    return sorted((int(r.split()[1]), r.split()[2]) for r in rows)
+
+
+async def established(
+    make_line: Any, config: dict[str, Any] | None = None, *, a_transport: str = "udp"
+) -> tuple[Line, Phone, Phone, Phone, Call]:
+    """Scenario 28's state: members A (index 1, over ``a_transport``) and B, A talking to
+    the ``bob`` callee; every NOTIFY so far consumed. Returns (line, a, b, bob, call)."""
+    line: Line = await make_line(config)
+    a = await line.member("A", transport=a_transport)
+    b = await line.member("B")
+    bob = await line.callee(uas="answer", answer_delay=0.05)
+    await line.seize(a, 1)
+    call = await a.invite("bob", call_info=line.seize_ci % 1, to_display='"Bob"')
+    assert call.final is not None and call.final.status == 200
+    await line.broadcast(full(ci(1, "active", BOB_URI)), strict=False)
+    await line.settle()
+    line.drain()
+    return line, a, b, bob, call

@@ -227,6 +227,20 @@ def _options(port: int, transport: str = "UDP") -> bytes:
     ).encode()
 
 
+def _first_head(conn: socket.socket, timeout: float = 1.0) -> bytes:
+    """What ``conn`` receives until a blank line (a reply's head), at most ``timeout`` s."""
+    data = b""
+    end = time.monotonic() + timeout
+    while b"\r\n\r\n" not in data and (left := end - time.monotonic()) > 0:
+        if not select.select([conn], [], [], left)[0]:
+            break
+        chunk = conn.recv(65535)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def _answers_options(srv: SipscaProcess) -> tuple[bool, bool]:
     """(UDP, TCP): an OPTIONS to the server answered 200 within 1 s."""
     with _udp() as sock:
@@ -235,16 +249,7 @@ def _answers_options(srv: SipscaProcess) -> tuple[bool, bool]:
         udp = bool(ready) and sock.recv(65535).startswith(b"SIP/2.0 200")
     with socket.create_connection(srv.sip_addr, timeout=1.0) as conn:
         conn.sendall(_options(conn.getsockname()[1], "TCP"))
-        data = b""
-        end = time.monotonic() + 1.0
-        while b"\r\n\r\n" not in data and (left := end - time.monotonic()) > 0:
-            if not select.select([conn], [], [], left)[0]:
-                break
-            chunk = conn.recv(65535)
-            if not chunk:
-                break
-            data += chunk
-        tcp = data.startswith(b"SIP/2.0 200")
+        tcp = _first_head(conn).startswith(b"SIP/2.0 200")
     return udp, tcp
 
 
@@ -677,16 +682,7 @@ def _tcp_exchange(srv: SipscaProcess, case: ViaCase) -> bytes:
     """``case`` over its own TCP connection; the first reply (its head), or b""."""
     with socket.create_connection(srv.sip_addr, timeout=1.0) as conn:
         conn.sendall(case.data(conn.getsockname()[1]))
-        data = b""
-        end = time.monotonic() + 1.0
-        while b"\r\n\r\n" not in data and (left := end - time.monotonic()) > 0:
-            if not select.select([conn], [], [], left)[0]:
-                break
-            chunk = conn.recv(65535)
-            if not chunk:
-                break
-            data += chunk
-    return data
+        return _first_head(conn)
 
 
 # ------------------------------------------------------------------------------ tests

@@ -112,6 +112,22 @@ async def _app(
         await storage.close()
 
 
+@contextlib.asynccontextmanager
+async def _lab(
+    domain: str, targets: int, **app_options: float
+) -> AsyncIterator[tuple[SipApplication, RawUdp, tuple[RawUdp, ...]]]:
+    """``targets`` UDP peers on 127.0.0.1 as the SRV targets of ``domain``, in priority
+    order, a server resolving it (:func:`_app`) and a UDP caller: (app, caller, targets)."""
+    async with contextlib.AsyncExitStack() as stack:
+        peers = tuple(
+            [await stack.enter_async_context(RawUdp(("127.0.0.1", 9))) for _ in range(targets)]
+        )
+        zone = _srv_zone(domain, "udp", [peer.port for peer in peers])
+        app = await stack.enter_async_context(_app(zone, **app_options))
+        caller = await stack.enter_async_context(RawUdp(_server(app)))
+        yield app, caller, peers
+
+
 def _server(app: SipApplication) -> tuple[str, int]:
     listener = app.transports.listener_for("udp")
     assert listener is not None
@@ -130,16 +146,18 @@ def _from() -> str:
     return f"<sip:alice@127.0.0.1>;tag={rand(8)}"
 
 
-def _invite(udp: RawUdp, ruri: str) -> SipRequest:
+def _request(method: str, udp: RawUdp, ruri: str) -> SipRequest:
+    """An INVITE (with Contact and SDP) or a MESSAGE (a text body) from ``udp`` to ``ruri``."""
+    invite = method == "INVITE"
     return build_request(
-        "INVITE",
+        method,
         ruri,
         via=udp.via,
         from_=_from(),
         to=f"<{ruri}>",
-        headers=[("Contact", f"<sip:alice@127.0.0.1:{udp.port}>")],
-        body=b"v=0\r\n",
-        content_type="application/sdp",
+        headers=[("Contact", f"<sip:alice@127.0.0.1:{udp.port}>")] if invite else [],
+        body=b"v=0\r\n" if invite else b"hello",
+        content_type="application/sdp" if invite else "text/plain",
     )
 
 
@@ -249,24 +267,22 @@ async def test_a_503_fails_over_to_the_next_srv_target_and_is_never_seen() -> No
     """SRV gives two targets; the first answers 503: the same INVITE goes to the second in
     a new client transaction, whose 200 reaches the caller. The caller never sees the 503
     (nor the 500 it would become): it is not passed upstream while a target remains."""
-    async with RawUdp(("127.0.0.1", 9)) as t1, RawUdp(("127.0.0.1", 9)) as t2:
-        zone = _srv_zone("fo.example", "udp", [t1.port, t2.port])
-        async with _app(zone) as app, RawUdp(_server(app)) as udp:
-            invite = _invite(udp, "sip:bob@fo.example")
-            udp.send(invite)
-            first = await t1.request("INVITE")
-            t1.answer(first, 503, to=_server(app))
-            second = await t2.request("INVITE")
-            _same_request_new_branch(first, second)
-            t2.answer(
-                second, 200, extra=[("Contact", f"<sip:bob@127.0.0.1:{t2.port}>")], to=_server(app)
-            )
-            ok = await udp.response(invite.call_id)
-            assert ok.status == 200, ok
-            assert _finals(udp, invite.call_id) == [200]
-            # the first target's 503 was ACKed by its client transaction (RFC 3261 17.1.1.3)
-            ack = await t1.request("ACK")
-            assert ack.top_via.branch == first.top_via.branch
+    async with _lab("fo.example", 2) as (app, udp, (t1, t2)):
+        invite = _request("INVITE", udp, "sip:bob@fo.example")
+        udp.send(invite)
+        first = await t1.request("INVITE")
+        t1.answer(first, 503, to=_server(app))
+        second = await t2.request("INVITE")
+        _same_request_new_branch(first, second)
+        t2.answer(
+            second, 200, extra=[("Contact", f"<sip:bob@127.0.0.1:{t2.port}>")], to=_server(app)
+        )
+        ok = await udp.response(invite.call_id)
+        assert ok.status == 200, ok
+        assert _finals(udp, invite.call_id) == [200]
+        # the first target's 503 was ACKed by its client transaction (RFC 3261 17.1.1.3)
+        ack = await t1.request("ACK")
+        assert ack.top_via.branch == first.top_via.branch
 
 
 # ------------------------------------------------------------------------------ UDP, timeout
@@ -277,7 +293,7 @@ async def test_a_dead_udp_target_times_out_then_the_next_one_answers() -> None:
     async with RawUdp(("127.0.0.1", 9)) as t2:
         zone = _srv_zone("slow.example", "udp", [_dead_port(), t2.port])
         async with _app(zone) as app, RawUdp(_server(app)) as udp:
-            invite = _invite(udp, "sip:bob@slow.example")
+            invite = _request("INVITE", udp, "sip:bob@slow.example")
             udp.send(invite)
             second = await t2.request("INVITE")
             assert second.call_id == invite.call_id
@@ -292,17 +308,15 @@ async def test_a_dead_udp_target_times_out_then_the_next_one_answers() -> None:
 async def test_every_target_silent_gives_408_after_trying_each() -> None:
     """Both targets receive the INVITE (one after the other, each in its own client
     transaction) and never answer: the caller gets 408, as for one silent target."""
-    async with RawUdp(("127.0.0.1", 9)) as t1, RawUdp(("127.0.0.1", 9)) as t2:
-        zone = _srv_zone("mute.example", "udp", [t1.port, t2.port])
-        async with _app(zone) as app, RawUdp(_server(app)) as udp:
-            invite = _invite(udp, "sip:bob@mute.example")
-            udp.send(invite)
-            first = await t1.request("INVITE")
-            second = await t2.request("INVITE")
-            _same_request_new_branch(first, second)
-            final = await udp.response(invite.call_id)
-            assert final.status == 408, final
-            assert app.proxy.forwarded == {}
+    async with _lab("mute.example", 2) as (app, udp, (t1, t2)):
+        invite = _request("INVITE", udp, "sip:bob@mute.example")
+        udp.send(invite)
+        first = await t1.request("INVITE")
+        second = await t2.request("INVITE")
+        _same_request_new_branch(first, second)
+        final = await udp.response(invite.call_id)
+        assert final.status == 408, final
+        assert app.proxy.forwarded == {}
 
 
 # ------------------------------------------------------------------------------ TCP
@@ -362,92 +376,74 @@ async def test_cancel_during_failover_reaches_the_current_target_and_gives_487()
     CANCELs before the second has answered anything: no CANCEL may be sent yet (RFC 3261
     9.1); once it sends 180 the CANCEL goes to it, on its own branch. Its 487 reaches the
     caller; the first target gets no CANCEL and the third target nothing at all."""
-    async with (
-        RawUdp(("127.0.0.1", 9)) as t1,
-        RawUdp(("127.0.0.1", 9)) as t2,
-        RawUdp(("127.0.0.1", 9)) as t3,
-    ):
-        zone = _srv_zone("ring.example", "udp", [t1.port, t2.port, t3.port])
-        async with _app(zone) as app, RawUdp(_server(app)) as udp:
-            server = _server(app)
-            invite = _invite(udp, "sip:bob@ring.example")
-            udp.send(invite)
-            first = await t1.request("INVITE")
-            t1.answer(first, 100, to=server)
-            t1.answer(first, 503, to=server)
-            second = await t2.request("INVITE")
-            udp.send(_cancel(invite))
-            ok = await udp.response(invite.call_id, method="CANCEL")
-            assert ok.status == 200
-            await t2.silence(0.2)
-            assert _cancels(t2) == []  # 9.1: not before a provisional response
-            tag = rand(8)
-            t2.answer(second, 180, to_tag=tag, to=server)
-            cancel = await t2.request("CANCEL")
-            assert cancel.top_via.branch == second.top_via.branch
-            assert cancel.uri == second.uri and cancel.cseq.number == second.cseq.number
-            t2.answer(cancel, 200, to=server)
-            t2.answer(second, 487, to_tag=tag, to=server)
-            final = await udp.response(invite.call_id, method="INVITE")
-            assert final.status == 487, final
-            assert _finals(udp, invite.call_id) == [200, 487]  # CANCEL's 200, INVITE's 487
-            assert _cancels(t1) == []
-            assert await t3.silence(0.3) == [] and t3.datagrams == []
+    async with _lab("ring.example", 3) as (app, udp, (t1, t2, t3)):
+        server = _server(app)
+        invite = _request("INVITE", udp, "sip:bob@ring.example")
+        udp.send(invite)
+        first = await t1.request("INVITE")
+        t1.answer(first, 100, to=server)
+        t1.answer(first, 503, to=server)
+        second = await t2.request("INVITE")
+        udp.send(_cancel(invite))
+        ok = await udp.response(invite.call_id, method="CANCEL")
+        assert ok.status == 200
+        await t2.silence(0.2)
+        assert _cancels(t2) == []  # 9.1: not before a provisional response
+        tag = rand(8)
+        t2.answer(second, 180, to_tag=tag, to=server)
+        cancel = await t2.request("CANCEL")
+        assert cancel.top_via.branch == second.top_via.branch
+        assert cancel.uri == second.uri and cancel.cseq.number == second.cseq.number
+        t2.answer(cancel, 200, to=server)
+        t2.answer(second, 487, to_tag=tag, to=server)
+        final = await udp.response(invite.call_id, method="INVITE")
+        assert final.status == 487, final
+        assert _finals(udp, invite.call_id) == [200, 487]  # CANCEL's 200, INVITE's 487
+        assert _cancels(t1) == []
+        assert await t3.silence(0.3) == [] and t3.datagrams == []
 
 
 async def test_cancel_stops_further_attempts() -> None:
     """A CANCELled INVITE never goes to another target: the second target, cancelled,
     answers 503 instead of 487, and the third target still gets nothing."""
-    async with (
-        RawUdp(("127.0.0.1", 9)) as t1,
-        RawUdp(("127.0.0.1", 9)) as t2,
-        RawUdp(("127.0.0.1", 9)) as t3,
-    ):
-        zone = _srv_zone("stop.example", "udp", [t1.port, t2.port, t3.port])
-        async with _app(zone) as app, RawUdp(_server(app)) as udp:
-            server = _server(app)
-            invite = _invite(udp, "sip:bob@stop.example")
-            udp.send(invite)
-            first = await t1.request("INVITE")
-            t1.answer(first, 503, to=server)
-            second = await t2.request("INVITE")
-            t2.answer(second, 100, to=server)
-            udp.send(_cancel(invite))
-            cancel = await t2.request("CANCEL")
-            assert cancel.top_via.branch == second.top_via.branch
-            t2.answer(cancel, 200, to=server)
-            t2.answer(second, 503, to=server)
-            final = await udp.response(invite.call_id, method="INVITE")
-            assert final.status == 500, final  # a downstream 503 is not ours (16.7 step 6)
-            assert await t3.silence(0.3) == [] and t3.datagrams == []
-            assert app.proxy.forwarded == {}
+    async with _lab("stop.example", 3) as (app, udp, (t1, t2, t3)):
+        server = _server(app)
+        invite = _request("INVITE", udp, "sip:bob@stop.example")
+        udp.send(invite)
+        first = await t1.request("INVITE")
+        t1.answer(first, 503, to=server)
+        second = await t2.request("INVITE")
+        t2.answer(second, 100, to=server)
+        udp.send(_cancel(invite))
+        cancel = await t2.request("CANCEL")
+        assert cancel.top_via.branch == second.top_via.branch
+        t2.answer(cancel, 200, to=server)
+        t2.answer(second, 503, to=server)
+        final = await udp.response(invite.call_id, method="INVITE")
+        assert final.status == 500, final  # a downstream 503 is not ours (16.7 step 6)
+        assert await t3.silence(0.3) == [] and t3.datagrams == []
+        assert app.proxy.forwarded == {}
 
 
 async def test_timer_c_during_failover_gives_408_and_stops() -> None:
     """The first target answers 503, the second never answers: timer C (not restarted by
     the failover) answers the caller 408, and when the second's timer B fires later no
     third target is tried."""
-    async with (
-        RawUdp(("127.0.0.1", 9)) as t1,
-        RawUdp(("127.0.0.1", 9)) as t2,
-        RawUdp(("127.0.0.1", 9)) as t3,
-    ):
-        zone = _srv_zone("late.example", "udp", [t1.port, t2.port, t3.port])
-        # timer B 3.2 s (T1 50 ms) is well after timer C
-        async with _app(zone, t1=0.05, timer_c=1.5) as app, RawUdp(_server(app)) as udp:
-            invite = _invite(udp, "sip:bob@late.example")
-            udp.send(invite)
-            first = await t1.request("INVITE")
-            t1.answer(first, 503, to=_server(app))
-            second = await t2.request("INVITE")
-            final = await udp.response(invite.call_id)
-            assert final.status == 408, final
-            dest = Flow("udp", "127.0.0.1", t2.port)
-            await _until(lambda: dest not in app.keys_by_flow, "the second target's timer B")
-            await asyncio.sleep(0.1)
-            assert t3.datagrams == []
-            assert _finals(udp, invite.call_id) == [408]
-            assert second.call_id == invite.call_id
+    # timer B 3.2 s (T1 50 ms) is well after timer C
+    async with _lab("late.example", 3, t1=0.05, timer_c=1.5) as (app, udp, (t1, t2, t3)):
+        invite = _request("INVITE", udp, "sip:bob@late.example")
+        udp.send(invite)
+        first = await t1.request("INVITE")
+        t1.answer(first, 503, to=_server(app))
+        second = await t2.request("INVITE")
+        final = await udp.response(invite.call_id)
+        assert final.status == 408, final
+        dest = Flow("udp", "127.0.0.1", t2.port)
+        await _until(lambda: dest not in app.keys_by_flow, "the second target's timer B")
+        await asyncio.sleep(0.1)
+        assert t3.datagrams == []
+        assert _finals(udp, invite.call_id) == [408]
+        assert second.call_id == invite.call_id
 
 
 def _fire_timer_c(app: SipApplication) -> None:
@@ -466,64 +462,46 @@ async def test_an_attempt_silent_when_the_caller_got_its_final_is_cancelled_late
     anything: the caller gets its final at once, but that attempt cannot be CANCELled yet
     (RFC 3261 9.1). Once it sends 180 it is (16.8, 16.10), with the caller's Reason if it
     gave one; neither its 180 nor its 487 reaches the caller, who got its final already."""
-    async with (
-        RawUdp(("127.0.0.1", 9)) as t1,
-        RawUdp(("127.0.0.1", 9)) as t2,
-        RawUdp(("127.0.0.1", 9)) as t3,
-    ):
-        zone = _srv_zone("gone.example", "udp", [t1.port, t2.port, t3.port])
-        # timer B 6.4 s: the second attempt is still running when it answers
-        async with _app(zone, t1=0.1) as app, RawUdp(_server(app)) as udp:
-            server = _server(app)
-            invite = _invite(udp, "sip:bob@gone.example")
-            udp.send(invite)
-            first = await t1.request("INVITE")
-            t1.answer(first, 100, to=server)
-            t1.answer(first, 503, to=server)
-            second = await t2.request("INVITE")
-            reason = 'SIP;cause=200;text="Call completed elsewhere"'
-            if caller_cancel:
-                cancel = _cancel(invite)
-                cancel.headers.add("Reason", reason)
-                udp.send(cancel)
-                ok = await udp.response(invite.call_id, method="CANCEL")
-                assert ok.status == 200
-            _fire_timer_c(app)
-            final = await udp.response(invite.call_id, method="INVITE")
-            assert final.status == 408, final
-            assert app.proxy.forwarded == {}
-            assert _cancels(t2) == []  # 9.1: not before a provisional response
-            tag = rand(8)
-            t2.answer(second, 180, to_tag=tag, to=server)
-            late = await t2.request("CANCEL")
-            assert late.top_via.branch == second.top_via.branch
-            assert late.uri == second.uri and late.cseq.number == second.cseq.number
-            assert late.headers.get("reason") == (reason if caller_cancel else None)
-            assert app.proxy.late_cancel == {}
-            t2.answer(late, 200, to=server)
-            t2.answer(second, 487, to_tag=tag, to=server)
-            ack = await t2.request("ACK")  # the client transaction's ACK of the 487
-            assert ack.top_via.branch == second.top_via.branch
-            await udp.silence(0.2)
-            statuses = [
-                m.status
-                for m in udp.messages
-                if isinstance(m, SipResponse) and (m.headers.get("cseq") or "").endswith("INVITE")
-            ]
-            assert 180 not in statuses and 487 not in statuses
-            assert _cancels(t1) == [] and t3.datagrams == []
-
-
-def _message(udp: RawUdp, ruri: str) -> SipRequest:
-    return build_request(
-        "MESSAGE",
-        ruri,
-        via=udp.via,
-        from_=_from(),
-        to=f"<{ruri}>",
-        body=b"hello",
-        content_type="text/plain",
-    )
+    # timer B 6.4 s: the second attempt is still running when it answers
+    async with _lab("gone.example", 3, t1=0.1) as (app, udp, (t1, t2, t3)):
+        server = _server(app)
+        invite = _request("INVITE", udp, "sip:bob@gone.example")
+        udp.send(invite)
+        first = await t1.request("INVITE")
+        t1.answer(first, 100, to=server)
+        t1.answer(first, 503, to=server)
+        second = await t2.request("INVITE")
+        reason = 'SIP;cause=200;text="Call completed elsewhere"'
+        if caller_cancel:
+            cancel = _cancel(invite)
+            cancel.headers.add("Reason", reason)
+            udp.send(cancel)
+            ok = await udp.response(invite.call_id, method="CANCEL")
+            assert ok.status == 200
+        _fire_timer_c(app)
+        final = await udp.response(invite.call_id, method="INVITE")
+        assert final.status == 408, final
+        assert app.proxy.forwarded == {}
+        assert _cancels(t2) == []  # 9.1: not before a provisional response
+        tag = rand(8)
+        t2.answer(second, 180, to_tag=tag, to=server)
+        late = await t2.request("CANCEL")
+        assert late.top_via.branch == second.top_via.branch
+        assert late.uri == second.uri and late.cseq.number == second.cseq.number
+        assert late.headers.get("reason") == (reason if caller_cancel else None)
+        assert app.proxy.late_cancel == {}
+        t2.answer(late, 200, to=server)
+        t2.answer(second, 487, to_tag=tag, to=server)
+        ack = await t2.request("ACK")  # the client transaction's ACK of the 487
+        assert ack.top_via.branch == second.top_via.branch
+        await udp.silence(0.2)
+        statuses = [
+            m.status
+            for m in udp.messages
+            if isinstance(m, SipResponse) and (m.headers.get("cseq") or "").endswith("INVITE")
+        ]
+        assert 180 not in statuses and 487 not in statuses
+        assert _cancels(t1) == [] and t3.datagrams == []
 
 
 # ------------------------------------------------------------------------------ non-INVITE
@@ -531,17 +509,15 @@ async def test_a_non_invite_never_fails_over_after_a_time_out() -> None:
     """A MESSAGE's first target never answers: its timer F (64*T1) has run, so has the
     caller's own, which no longer waits. No other target is tried (the server transaction
     would outlive the caller by up to a timer F per target); the answer is 408."""
-    async with RawUdp(("127.0.0.1", 9)) as t1, RawUdp(("127.0.0.1", 9)) as t2:
-        zone = _srv_zone("quiet.example", "udp", [t1.port, t2.port])
-        async with _app(zone) as app, RawUdp(_server(app)) as udp:
-            req = _message(udp, "sip:bob@quiet.example")
-            udp.send(req)
-            await t1.request("MESSAGE")
-            final = await udp.response(req.call_id)
-            assert final.status == 408, final
-            assert _finals(udp, req.call_id) == [408]
-            assert t2.datagrams == []
-            assert app.proxy.forwarded == {}
+    async with _lab("quiet.example", 2) as (app, udp, (t1, t2)):
+        req = _request("MESSAGE", udp, "sip:bob@quiet.example")
+        udp.send(req)
+        await t1.request("MESSAGE")
+        final = await udp.response(req.call_id)
+        assert final.status == 408, final
+        assert _finals(udp, req.call_id) == [408]
+        assert t2.datagrams == []
+        assert app.proxy.forwarded == {}
 
 
 @pytest.mark.parametrize("expired", [False, True], ids=["in-time", "after-64-t1"])
@@ -551,25 +527,23 @@ async def test_a_non_invite_fails_over_after_a_503_only_while_the_caller_waits(
     """A MESSAGE's first target answers 503: within 64*T1 of its arrival the second target
     gets it (and its 202 reaches the caller); once 64*T1 has passed (the clock moved by
     hand) the caller's timer F has run, nothing more is sent and the 503 goes up as 500."""
-    async with RawUdp(("127.0.0.1", 9)) as t1, RawUdp(("127.0.0.1", 9)) as t2:
-        zone = _srv_zone("busy.example", "udp", [t1.port, t2.port])
-        async with _app(zone, t1=0.5) as app, RawUdp(_server(app)) as udp:
-            server = _server(app)
-            req = _message(udp, "sip:bob@busy.example")
-            udp.send(req)
-            first = await t1.request("MESSAGE")
-            if expired:
-                (fwd,) = app.proxy.forwarded.values()
-                fwd.arrived -= 64 * app.config.transaction.t1
-            t1.answer(first, 503, to=server)
-            if expired:
-                final = await udp.response(req.call_id)
-                assert final.status == 500, final
-                assert await t2.silence(0.2) == [] and t2.datagrams == []
-                return
-            second = await t2.request("MESSAGE")
-            _same_request_new_branch(first, second)
-            t2.answer(second, 202, to=server)
+    async with _lab("busy.example", 2, t1=0.5) as (app, udp, (t1, t2)):
+        server = _server(app)
+        req = _request("MESSAGE", udp, "sip:bob@busy.example")
+        udp.send(req)
+        first = await t1.request("MESSAGE")
+        if expired:
+            (fwd,) = app.proxy.forwarded.values()
+            fwd.arrived -= 64 * app.config.transaction.t1
+        t1.answer(first, 503, to=server)
+        if expired:
             final = await udp.response(req.call_id)
-            assert final.status == 202, final
-            assert _finals(udp, req.call_id) == [202]
+            assert final.status == 500, final
+            assert await t2.silence(0.2) == [] and t2.datagrams == []
+            return
+        second = await t2.request("MESSAGE")
+        _same_request_new_branch(first, second)
+        t2.answer(second, 202, to=server)
+        final = await udp.response(req.call_id)
+        assert final.status == 202, final
+        assert _finals(udp, req.call_id) == [202]

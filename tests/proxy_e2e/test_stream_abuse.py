@@ -212,6 +212,27 @@ async def test_slow_but_steady_pipeline_is_not_cut(make_server: Any) -> None:
         await still_served(srv, conn)
 
 
+async def open_connections(
+    srv: Any, count: int
+) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    return [await open_one(srv) for _ in range(count)]
+
+
+async def open_one(srv: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A plain TCP connection to the server's SIP port (nothing sent)."""
+    return await asyncio.wait_for(asyncio.open_connection(HOST, srv.port), 5)
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bool:
+    """Whether the server closes (or resets) this connection within 3 s."""
+    try:
+        return await asyncio.wait_for(reader.read(1), 3) == b""
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
 # ------------------------------------------------------------------------------ 2 flood
 async def test_connection_flood_is_refused_with_one_warning(make_server: Any) -> None:
     """``max_connections = 20``: of 40 more connections the ones above the limit are closed
@@ -220,17 +241,7 @@ async def test_connection_flood_is_refused_with_one_warning(make_server: Any) ->
     srv = make_server({"server": {"max_connections": 20}})
     async with StreamClient(srv.sip_addr) as bystander:
         assert (await ask(bystander, srv)).status == 200
-        flood = [
-            await asyncio.wait_for(asyncio.open_connection(HOST, srv.port), 5) for _ in range(40)
-        ]
-
-        async def closed_by_server(reader: asyncio.StreamReader) -> bool:
-            try:
-                return await asyncio.wait_for(reader.read(1), 3) == b""
-            except TimeoutError:
-                return False
-            except ConnectionError:
-                return True
+        flood = await open_connections(srv, 40)
 
         closed = await asyncio.gather(*(closed_by_server(r) for r, _ in flood))
         assert sum(closed) == 21, closed  # 40 + the bystander - 20
@@ -241,7 +252,7 @@ async def test_connection_flood_is_refused_with_one_warning(make_server: Any) ->
         # at the limit: UDP and the bystander are served, a new connection is not
         assert (await probe_options(srv)).status == 200
         assert (await ask(bystander, srv)).status == 200
-        late_reader, late = await asyncio.wait_for(asyncio.open_connection(HOST, srv.port), 5)
+        late_reader, late = await open_one(srv)
         assert await closed_by_server(late_reader), "a connection above the limit was kept"
         late.close()
         for _, writer in flood:
@@ -330,17 +341,7 @@ async def test_accepted_flood_leaves_room_for_outgoing_connections(make_server: 
                 "proxy": {"static_routes": [["tcppeer.test", f"tcp:{HOST}:{port}"]]},
             }
         )
-        flood = [
-            await asyncio.wait_for(asyncio.open_connection(HOST, srv.port), 5) for _ in range(5)
-        ]
-
-        async def closed_by_server(reader: asyncio.StreamReader) -> bool:
-            try:
-                return await asyncio.wait_for(reader.read(1), 3) == b""
-            except TimeoutError:
-                return False
-            except ConnectionError:
-                return True
+        flood = await open_connections(srv, 5)
 
         closed = await asyncio.gather(*(closed_by_server(r) for r, _ in flood))
         assert sum(closed) == 1, closed  # the accepted connections are at the limit

@@ -6,12 +6,19 @@ Record-Route, TLS-only forwarding, 480/380 and 416 refusals."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from support import ProxyServer, RawUdp, StreamClient, build_request, rand, self_signed_cert
 
 from helpers.phone import Phone, make_sdp
+from sipsca.config import ServerConfig, SipscaConfig
+from sipsca.service import tls_contexts
+from sipsca.sip import make_response
 
 SERVER_TLS = True
 
@@ -154,8 +161,6 @@ async def test_tls_register_and_calls(server: ProxyServer, phones: Any) -> None:
 
 
 def build_ok(req: Any, contact: str, body: bytes | None = None) -> Any:
-    from sipsca.sip import make_response
-
     sdp = make_sdp("sendrecv", port=42000) if body is None else body
     extra = [("Contact", f"<{contact}>")]  # make_response copies Record-Route itself
     if sdp:
@@ -235,6 +240,61 @@ async def register_on(
     client.send(reg)
     r = await client.response(reg.call_id)
     assert r.status == 200, r
+
+
+def new_request(
+    method: str,
+    target: str,
+    client: Any,
+    server: ProxyServer,
+    user: str,
+    *,
+    contact: str | None = None,
+) -> Any:
+    """An out-of-dialog ``method`` from ``client`` as ``user`` of the server's domain (the
+    scheme of ``target``) to ``target``: an INVITE carries SDP, anything else a text body."""
+    scheme = target.partition(":")[0]
+    invite = method == "INVITE"
+    return build_request(
+        method,
+        target,
+        via=client.via,
+        from_=f"<{scheme}:{user}@{server.domain}>;tag={rand(8)}",
+        to=f"<{target}>",
+        headers=[("Contact", f"<{contact}>")] if contact else [],
+        body=make_sdp("sendrecv") if invite else b"hi",
+        content_type="application/sdp" if invite else "text/plain",
+    )
+
+
+@dataclasses.dataclass
+class TlsPeer:
+    """A TLS listener on 127.0.0.1 that keeps the first read of every connection."""
+
+    port: int
+    cert: Path
+    received: list[bytes]
+
+
+@contextlib.asynccontextmanager
+async def tls_peer(directory: Path) -> AsyncIterator[TlsPeer]:
+    cert, key = self_signed_cert(directory)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    received: list[bytes] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            received.append(await reader.read(65535))
+        finally:
+            writer.close()
+
+    listener = await asyncio.start_server(accept, "127.0.0.1", 0, ssl=ctx)
+    try:
+        yield TlsPeer(listener.sockets[0].getsockname()[1], cert, received)
+    finally:
+        listener.close()
+        await listener.wait_closed()
 
 
 async def sips_call_and_bye(server: ProxyServer, rr_host: str) -> None:
@@ -335,21 +395,10 @@ async def test_sips_aor_bound_only_over_udp_is_refused(server: ProxyServer) -> N
     async with RawUdp(server.sip_addr) as phone:
         await register_on(phone, server, aor, f"sip:{user}@127.0.0.1:{phone.port}")
         async with StreamClient(server.tls_addr, tls=True) as caller:
-            cid = f"sips-udp-{rand(8)}"
-            caller.send(
-                build_request(
-                    "INVITE",
-                    aor,
-                    via=caller.via,
-                    from_=f"<sips:dave@{server.domain}>;tag={rand(8)}",
-                    to=f"<{aor}>",
-                    call_id=cid,
-                    headers=[("Contact", f"<sips:dave@{caller.local[0]}:{caller.local[1]}>")],
-                    body=make_sdp("sendrecv"),
-                    content_type="application/sdp",
-                )
-            )
-            final = await caller.response(cid)
+            contact = f"sips:dave@{caller.local[0]}:{caller.local[1]}"
+            req = new_request("INVITE", aor, caller, server, "dave", contact=contact)
+            caller.send(req)
+            final = await caller.response(req.call_id)
         assert final.status == 480, final
         warning = final.headers.get("warning") or ""
         assert warning.startswith("380 ") and warning.endswith('"SIPS Not Allowed"'), warning
@@ -365,15 +414,7 @@ async def test_sips_target_with_a_udp_static_route_is_refused(make_server: Any) 
             tls=True,
         )
         async with StreamClient(srv.tls_addr, tls=True) as caller:
-            req = build_request(
-                "MESSAGE",
-                "sips:eve@other.example",
-                via=caller.via,
-                from_=f"<sips:frank@{srv.domain}>;tag={rand(8)}",
-                to="<sips:eve@other.example>",
-                body=b"hi",
-                content_type="text/plain",
-            )
+            req = new_request("MESSAGE", "sips:eve@other.example", caller, srv, "frank")
             caller.send(req)
             final = await caller.response(req.call_id)
         assert final.status == 480, final
@@ -390,16 +431,8 @@ async def test_sips_target_without_a_tls_listener_is_416(make_server: Any) -> No
     aor = f"sips:{user}@{srv.domain}"
     async with RawUdp(srv.sip_addr) as phone, RawUdp(srv.sip_addr) as caller:
         await register_on(phone, srv, aor, f"sip:{user}@127.0.0.1:{phone.port}")
-        req = build_request(
-            "INVITE",
-            aor,
-            via=caller.via,
-            from_=f"<sip:gina@{srv.domain}>;tag={rand(8)}",
-            to=f"<{aor}>",
-            headers=[("Contact", f"<sip:gina@127.0.0.1:{caller.port}>")],
-            body=make_sdp("sendrecv"),
-            content_type="application/sdp",
-        )
+        contact = f"sip:gina@127.0.0.1:{caller.port}"
+        req = new_request("INVITE", aor, caller, srv, "gina", contact=contact)
         caller.send(req)
         final = await caller.response(req.call_id)
         assert final.status == 416, final
@@ -416,15 +449,7 @@ async def test_sip_aor_with_only_sips_contacts_and_no_tls_is_480_381(make_server
     aor = f"sip:{user}@{srv.domain}"
     async with RawUdp(srv.sip_addr) as phone, RawUdp(srv.sip_addr) as caller:
         await register_on(phone, srv, aor, f"sips:{user}@127.0.0.1:{phone.port}")
-        req = build_request(
-            "MESSAGE",
-            aor,
-            via=caller.via,
-            from_=f"<sip:ivy@{srv.domain}>;tag={rand(8)}",
-            to=f"<{aor}>",
-            body=b"hi",
-            content_type="text/plain",
-        )
+        req = new_request("MESSAGE", aor, caller, srv, "ivy")
         caller.send(req)
         final = await caller.response(req.call_id)
         assert final.status == 480, final
@@ -434,61 +459,32 @@ async def test_sip_aor_with_only_sips_contacts_and_no_tls_is_480_381(make_server
 
 
 async def test_sips_contact_bound_over_udp_is_reached_over_tls(
-    server: ProxyServer, tmp_path: Any
+    server: ProxyServer, tmp_path: Path
 ) -> None:
     """A ``sips:`` contact means TLS (RFC 5630): registered over UDP, it is not sent to
     over that UDP flow but at its own address over TLS."""
-    cert, key = self_signed_cert(tmp_path)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-    received: list[bytes] = []
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        received.append(await reader.read(65535))
-        writer.close()
-
-    listener = await asyncio.start_server(accept, "127.0.0.1", 0, ssl=ctx)
-    port = listener.sockets[0].getsockname()[1]
     user = f"sjoe-{rand(5)}"
     aor = f"sip:{user}@{server.domain}"
-    try:
-        async with RawUdp(server.sip_addr) as phone, RawUdp(server.sip_addr) as caller:
-            await register_on(phone, server, aor, f"sips:{user}@127.0.0.1:{port}")
-            caller.send(
-                build_request(
-                    "MESSAGE",
-                    aor,
-                    via=caller.via,
-                    from_=f"<sip:kim@{server.domain}>;tag={rand(8)}",
-                    to=f"<{aor}>",
-                    body=b"hi",
-                    content_type="text/plain",
-                )
-            )
-            for _ in range(50):
-                if received:
-                    break
-                await asyncio.sleep(0.1)
-            assert received and received[0].startswith(
-                f"MESSAGE sips:{user}@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/TLS ".encode()
-            ), received
-            assert not [m for m in phone.messages if getattr(m, "method", "") == "MESSAGE"]
-    finally:
-        listener.close()
-        await listener.wait_closed()
+    async with (
+        tls_peer(tmp_path) as peer,
+        RawUdp(server.sip_addr) as phone,
+        RawUdp(server.sip_addr) as caller,
+    ):
+        await register_on(phone, server, aor, f"sips:{user}@127.0.0.1:{peer.port}")
+        caller.send(new_request("MESSAGE", aor, caller, server, "kim"))
+        for _ in range(50):
+            if peer.received:
+                break
+            await asyncio.sleep(0.1)
+        assert peer.received and peer.received[0].startswith(
+            f"MESSAGE sips:{user}@127.0.0.1:{peer.port} SIP/2.0\r\nVia: SIP/2.0/TLS ".encode()
+        ), peer.received
+        assert not [m for m in phone.messages if getattr(m, "method", "") == "MESSAGE"]
 
 
-async def _tls_peer(cert: Any, key: Any, received: list[bytes]) -> asyncio.Server:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            received.append(await reader.read(65535))
-        finally:
-            writer.close()
-
-    return await asyncio.start_server(accept, "127.0.0.1", 0, ssl=ctx)
+def tls_route(peer: TlsPeer) -> dict[str, Any]:
+    """``[proxy]`` with ``tlspeer.test`` statically routed over TLS to ``peer``."""
+    return {"static_routes": [["tlspeer.test", f"tls:127.0.0.1:{peer.port}"]]}
 
 
 async def _message_via_static_route(
@@ -497,16 +493,8 @@ async def _message_via_static_route(
     """A MESSAGE (or ``method``) from a UDP phone to ``sip:dan@tlspeer.test`` (statically
     routed over TLS); returns the caller's final response, if one came within 10 s."""
     async with RawUdp(srv.sip_addr) as caller:
-        req = build_request(
-            method,
-            "sip:dan@tlspeer.test",
-            via=caller.via,
-            from_=f"<sip:eve@{srv.domain}>;tag={rand(8)}",
-            to="<sip:dan@tlspeer.test>",
-            headers=[("Contact", f"<sip:eve@127.0.0.1:{caller.port}>")],
-            body=b"hi",
-            content_type="text/plain",
-        )
+        contact = f"sip:eve@127.0.0.1:{caller.port}"
+        req = new_request(method, "sip:dan@tlspeer.test", caller, srv, "eve", contact=contact)
         caller.send(req)
         for _ in range(100):
             if received or [m for m in caller.messages if getattr(m, "status", 0) >= 200]:
@@ -519,18 +507,12 @@ async def _message_via_static_route(
 async def test_tls_next_hop_is_tls_without_a_tls_listener(make_server: Any, tmp_path: Any) -> None:
     """A next hop reached over TLS (static route ``tls:``) gets TLS even when sipsca has no
     TLS listener of its own; it used to get the request in clear text over TCP."""
-    cert, key = self_signed_cert(tmp_path)
-    received: list[bytes] = []
-    peer = await _tls_peer(cert, key, received)
-    port = peer.sockets[0].getsockname()[1]
-    try:
-        srv = make_server({"proxy": {"static_routes": [["tlspeer.test", f"tls:127.0.0.1:{port}"]]}})
-        await _message_via_static_route(srv, received)
-        assert received and received[0].startswith(b"MESSAGE sip:dan@tlspeer.test SIP/2.0\r\n")
-        assert b"Via: SIP/2.0/TLS " in received[0]
-    finally:
-        peer.close()
-        await peer.wait_closed()
+    async with tls_peer(tmp_path) as peer:
+        srv = make_server({"proxy": tls_route(peer)})
+        await _message_via_static_route(srv, peer.received)
+    received = peer.received
+    assert received and received[0].startswith(b"MESSAGE sip:dan@tlspeer.test SIP/2.0\r\n")
+    assert b"Via: SIP/2.0/TLS " in received[0]
 
 
 async def test_tls_verify_refuses_a_peer_outside_the_ca_file(
@@ -538,19 +520,15 @@ async def test_tls_verify_refuses_a_peer_outside_the_ca_file(
 ) -> None:
     """``tls_verify``: a peer whose certificate the CA file does not vouch for gets nothing
     (the caller gets 503); with its certificate in ``tls_ca_file`` it gets the request."""
-    cert, key = self_signed_cert(tmp_path)
     other_dir = tmp_path / "other"
     other_dir.mkdir()
     other_ca, _ = self_signed_cert(other_dir)
-    received: list[bytes] = []
-    peer = await _tls_peer(cert, key, received)
-    port = peer.sockets[0].getsockname()[1]
-    route = {"static_routes": [["tlspeer.test", f"tls:127.0.0.1:{port}"]]}
-    try:
-        for ca, trusted in ((other_ca, False), (cert, True)):
+    async with tls_peer(tmp_path) as peer:
+        received = peer.received
+        for ca, trusted in ((other_ca, False), (peer.cert, True)):
             received.clear()
             srv = make_server(
-                {"server": {"tls_verify": True, "tls_ca_file": str(ca)}, "proxy": route}
+                {"server": {"tls_verify": True, "tls_ca_file": str(ca)}, "proxy": tls_route(peer)}
             )
             final = await _message_via_static_route(srv, received)
             if trusted:
@@ -558,9 +536,6 @@ async def test_tls_verify_refuses_a_peer_outside_the_ca_file(
             else:
                 assert final is not None and final.status == 503, final
                 assert not [r for r in received if r]
-    finally:
-        peer.close()
-        await peer.wait_closed()
 
 
 async def test_advertised_port_is_not_given_to_the_tls_side(make_server: Any) -> None:
@@ -573,27 +548,9 @@ async def test_advertised_port_is_not_given_to_the_tls_side(make_server: Any) ->
     user = f"adv-{rand(5)}"
     aor = f"sip:{user}@{srv.domain}"
     async with StreamClient(srv.tls_addr, tls=True) as tls, RawUdp(srv.sip_addr) as caller:
-        contact = f"sip:{user}@{tls.local[0]}:{tls.local[1]};transport=tls"
-        reg = build_request(
-            "REGISTER",
-            f"sip:{srv.domain}",
-            via=tls.via,
-            from_=f"<{aor}>;tag={rand(8)}",
-            to=f"<{aor}>",
-            headers=[("Contact", f"<{contact}>;expires=600"), ("Content-Length", "0")],
-        )
-        tls.send(reg)
-        assert (await tls.response(reg.call_id)).status == 200
-        invite = build_request(
-            "INVITE",
-            aor,
-            via=caller.via,
-            from_=f"<sip:hal@{srv.domain}>;tag={rand(8)}",
-            to=f"<{aor}>",
-            headers=[("Contact", f"<sip:hal@127.0.0.1:{caller.port}>")],
-            body=make_sdp("sendrecv"),
-            content_type="application/sdp",
-        )
+        await register_on(tls, srv, aor, f"sip:{user}@{tls.local[0]}:{tls.local[1]};transport=tls")
+        contact = f"sip:hal@127.0.0.1:{caller.port}"
+        invite = new_request("INVITE", aor, caller, srv, "hal", contact=contact)
         caller.send(invite)
         inv = await tls.request("INVITE")
         assert inv.headers.values("record-route") == [
@@ -601,8 +558,6 @@ async def test_advertised_port_is_not_given_to_the_tls_side(make_server: Any) ->
             f"<sip:proxy.test:{srv.port};lr>",
         ]
         assert inv.top_via.host == "proxy.test" and inv.top_via.port == srv.tls_port
-        from sipsca.sip import make_response
-
         tls.send(make_response(inv, 486, "Busy Here", to_tag=rand(8)))
         assert (await caller.response(invite.call_id)).status == 486
 
@@ -611,11 +566,6 @@ def test_tls_ca_file_replaces_the_system_cas(tmp_path: Any) -> None:
     """With ``tls_verify`` and ``tls_ca_file`` the client trusts that file only: a private
     CA added to the system store would let any publicly certified host pass (the host name
     is not checked, decisions 38). Without ``tls_verify`` nothing is verified."""
-    import dataclasses
-
-    from sipsca.config import ServerConfig, SipscaConfig
-    from sipsca.service import tls_contexts
-
     cert, _ = self_signed_cert(tmp_path)
     server = ServerConfig(tls_verify=True, tls_ca_file=str(cert))
     _, client = tls_contexts(dataclasses.replace(SipscaConfig(), server=server))
@@ -631,23 +581,17 @@ async def test_tls_next_hop_without_a_tls_listener_is_record_routed_over_tcp(
     """An INVITE sent over TLS by a server with no TLS listener is record-routed with its
     TCP listener (``transport=tcp``) on that side: a ``transport=tls`` URI with the UDP/TCP
     port would send the far end's BYE as a TLS handshake to a port that does not speak it."""
-    cert, key = self_signed_cert(tmp_path)
-    received: list[bytes] = []
-    peer = await _tls_peer(cert, key, received)
-    port = peer.sockets[0].getsockname()[1]
-    try:
-        srv = make_server({"proxy": {"static_routes": [["tlspeer.test", f"tls:127.0.0.1:{port}"]]}})
-        await _message_via_static_route(srv, received, "INVITE")
-        assert received and received[0].startswith(b"INVITE sip:dan@tlspeer.test SIP/2.0\r\n")
-        routes = [
-            line.split(":", 1)[1].strip()
-            for line in received[0].decode().split("\r\n")
-            if line.lower().startswith("record-route:")
-        ]
-        assert routes == [
-            f"<sip:127.0.0.1:{srv.port};transport=tcp;lr>",
-            f"<sip:127.0.0.1:{srv.port};lr>",
-        ], routes
-    finally:
-        peer.close()
-        await peer.wait_closed()
+    async with tls_peer(tmp_path) as peer:
+        srv = make_server({"proxy": tls_route(peer)})
+        await _message_via_static_route(srv, peer.received, "INVITE")
+    received = peer.received
+    assert received and received[0].startswith(b"INVITE sip:dan@tlspeer.test SIP/2.0\r\n")
+    routes = [
+        line.split(":", 1)[1].strip()
+        for line in received[0].decode().split("\r\n")
+        if line.lower().startswith("record-route:")
+    ]
+    assert routes == [
+        f"<sip:127.0.0.1:{srv.port};transport=tcp;lr>",
+        f"<sip:127.0.0.1:{srv.port};lr>",
+    ], routes

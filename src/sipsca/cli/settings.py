@@ -30,6 +30,7 @@ from sipsca.config import (
 from sipsca.errors import ConfigError, RemoteProtocolError
 from sipsca.rpc.listen import is_loopback_host
 from sipsca.rpc.listen import parse_listen as parse_rpc_listen
+from sipsca.runtime.addressing import split_hostport
 from sipsca.sip.uri import is_valid_host, parse_uri
 
 __all__ = ["load_config", "config_from_dict", "parse_listen"]
@@ -195,22 +196,19 @@ def parse_listen(text: str) -> tuple[str, str, int]:
     return transport, host, int(port)
 
 
-def _check_advertised(text: str) -> None:
-    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port``: it goes into every Via and
-    Record-Route, so a typo would make every reply and in-dialog request go astray."""
-    if not text:
-        return
-    host, port = text, ""
-    if text.startswith("[") and "]" in text:
-        host, rest = text[: text.index("]") + 1], text[text.index("]") + 1 :]
-        if rest:
-            port = rest[1:] if rest.startswith(":") else "x"
-    elif ":" in text:
-        host, _, port = text.partition(":")
-    bad_port = port != "" and not (port.isdigit() and 0 < int(port) < 65536)
-    if not is_valid_host(host) or bad_port:
+def _check_hostport(key: str, text: str) -> None:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` (``server.advertised_address``
+    goes into every Via and Record-Route, so a typo would make every reply and in-dialog
+    request go astray; ``server.domains`` decide what is "myself")."""
+    try:
+        host, _ = split_hostport(text)
+        bracketed = text.strip().startswith("[")
+        valid = is_valid_host(f"[{host}]" if bracketed else host) and (bracketed or ":" not in host)
+    except ValueError:
+        valid = False
+    if not valid:
         raise ConfigError(
-            f"server.advertised_address: {text!r} is not host[:port] (a host name, IPv4 "
+            f"server.{key}: {text!r} is not host[:port] (a host name, IPv4 "
             "address or [IPv6] reference, port 1-65535)"
         )
 
@@ -233,7 +231,10 @@ def validate(config: SipscaConfig) -> None:
                 f'auth.mode = "none" on the non-loopback address {public[0]} needs '
                 "auth.allow_unauthenticated = true"
             )
-    _check_advertised(config.server.advertised_address)
+    if config.server.advertised_address:
+        _check_hostport("advertised_address", config.server.advertised_address)
+    for domain in config.server.domains:
+        _check_hostport("domains", domain)
     wildcard = [h for _, h, _ in listeners if h.strip("[]") in ("0.0.0.0", "::")]
     if wildcard and not config.server.advertised_address:
         # Via, Record-Route and Contact would name an address nobody can send to

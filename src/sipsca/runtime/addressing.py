@@ -22,24 +22,44 @@ __all__ = ["LocalAddresses", "split_hostport"]
 
 def split_hostport(text: str) -> tuple[str, int | None]:
     """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` (``advertised_address``, a
-    served domain) -> (host without brackets, port or None)."""
+    served domain) -> (host without brackets, port or None).
+
+    Raises:
+        ValueError: a port that is not 1-65535, or text after ``]`` that is no port.
+    """
     text = text.strip()
     if text.startswith("[") and "]" in text:
         end = text.index("]")
         host, rest = text[1:end], text[end + 1 :]
-        number = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{text!r}: {rest!r} after the IPv6 reference")
+        number = rest[1:]
     elif text.count(":") == 1:
         host, _, number = text.partition(":")
     else:
         host, number = text, ""  # a name, or a bare IPv6 address
-    return host, int(number) if number.isdigit() else None
+    if not number:
+        return host, None
+    if not (number.isascii() and number.isdigit() and 0 < int(number) < 65536):
+        raise ValueError(f"{text!r}: port {number!r} is not 1-65535")
+    return host, int(number)
 
 
 class LocalAddresses:
-    """Our ``host:port`` per transport, Via and Record-Route values, and SIPS Warnings."""
+    """Our ``host:port`` per transport, Via and Record-Route values, and SIPS Warnings.
+
+    The values depend only on the configuration and the listeners, which do not change
+    once the server has started, so each is worked out on first use and kept: they go
+    into every forwarded request.
+    """
 
     def __init__(self, app: SipApplication) -> None:
         self.app = app
+        host, port = split_hostport(app.config.server.advertised_address)
+        self._advertised_host = f"[{host}]" if ":" in host else host
+        self._advertised_port = port
+        self._hostports: dict[str, str] = {}
+        self._record_routes: dict[str, str] = {}
 
     def local_hostport(self, transport: str) -> str:
         """``host:port`` of our Via and Record-Route on the side using ``transport``.
@@ -49,20 +69,26 @@ class LocalAddresses:
         one advertised port for every transport sent TLS peers to the UDP port), and a
         port is always written, so a listener off 5060 is never reached at the default.
         """
-        listener = self.app.transports.listener_for(transport) or self.app.transports.listeners[0]
-        host = f"[{listener.host}]" if ":" in listener.host else listener.host
-        port = listener.port
-        adv_host = self.advertised_host()
-        if adv_host:
-            host = adv_host
-            adv_port = self.advertised_port()
-            if adv_port is not None and listener.transport != "tls":
-                port = adv_port
-        return f"{host}:{port}"
+        value = self._hostports.get(transport)
+        if value is None:
+            transports = self.app.transports
+            listener = transports.listener_for(transport) or transports.listeners[0]
+            host = f"[{listener.host}]" if ":" in listener.host else listener.host
+            port = listener.port
+            if self._advertised_host:
+                host = self._advertised_host
+                if self._advertised_port is not None and listener.transport != "tls":
+                    port = self._advertised_port
+            value = self._hostports[transport] = f"{host}:{port}"
+        return value
+
+    def advertised_host(self) -> str:
+        """The host part of ``advertised_address`` (IPv6 in brackets), or ""."""
+        return self._advertised_host
 
     def advertised_port(self) -> int | None:
         """The port of ``advertised_address``, or None when it names none."""
-        return split_hostport(self.app.config.server.advertised_address)[1]
+        return self._advertised_port
 
     def via_value(self, dest: Flow, branch: str) -> str:
         sent_by = self.local_hostport(dest.transport)
@@ -74,21 +100,18 @@ class LocalAddresses:
         ``sips:`` URI of the TLS listener whatever ``transport`` (RFC 3261 16.6 step 4)."""
         if sips:
             return self.sips_record_uri()
-        transports = self.app.transports
-        if transports.listener_for(transport) is None:
-            # A next hop reached by a transport we do not listen on (TLS out with no TLS
-            # listener): in-dialog requests must come back by one we do, TCP before UDP
-            stream = transport != "udp" and transports.listener_for("tcp") is not None
-            transport = "tcp" if stream else transports.listeners[0].transport
-        params = "" if transport == "udp" else f";transport={transport}"
-        return f"<sip:{self.local_hostport(transport)}{params};lr>"
-
-    def advertised_host(self) -> str:
-        """The host part of ``advertised_address`` (brackets kept), or ""."""
-        adv = self.app.config.server.advertised_address.strip()
-        if adv.startswith("["):
-            return adv[: adv.index("]") + 1] if "]" in adv else adv
-        return adv.partition(":")[0]
+        value = self._record_routes.get(transport)
+        if value is None:
+            side = transport
+            transports = self.app.transports
+            if transports.listener_for(side) is None:
+                # A next hop reached by a transport we do not listen on (TLS out with no
+                # TLS listener): in-dialog requests must come back by one we do, TCP first
+                stream = side != "udp" and transports.listener_for("tcp") is not None
+                side = "tcp" if stream else transports.listeners[0].transport
+            params = "" if side == "udp" else f";transport={side}"
+            value = self._record_routes[transport] = f"<sip:{self.local_hostport(side)}{params};lr>"
+        return value
 
     def tls_listener(self) -> bool:
         """Whether sipsca listens on TLS (so a ``sips:`` Record-Route can name it)."""

@@ -25,6 +25,7 @@ from sipsca.runtime.overload import OverloadGuard
 from sipsca.runtime.persistence import WriteBack
 from sipsca.runtime.resolver import Resolver
 from sipsca.runtime.stateless import error_reply_bytes
+from sipsca.runtime.stateless_relay import relay_stray_2xx
 from sipsca.runtime.transport import Listener, TransportManager
 from sipsca.sca.effects import (
     AppearanceChanged,
@@ -311,11 +312,11 @@ class SipApplication:
             if isinstance(msg, SipRequest):
                 self.metrics.message_in("request", msg.method)
                 stamp_via(msg, flow)
-                if self.overload.active and self.router.shed(msg, flow):
+                if self.overload.active and self.router.stateless.shed(msg, flow):
                     self._log_overload()
                     self.pump()
                     return
-                if self.router.answer_statelessly(msg, flow):
+                if self.router.stateless.answer_statelessly(msg, flow):
                     self.pump()
                     return
                 self.tl.receive_request(msg, source=flow, now=self.clock.monotonic())
@@ -436,7 +437,7 @@ class SipApplication:
                 else:
                     self.proxy.on_response(event.response, event.key)
             elif isinstance(event, StrayResponseReceived):
-                self.proxy.on_stray_response(event.response)
+                relay_stray_2xx(self, event.response)
             elif isinstance(event, TransactionTimedOut):
                 if event.key in self.notifies:
                     self._notify_result(event.key, None)
@@ -532,7 +533,9 @@ class SipApplication:
 
     def _send_notify_to(self, effect: SendNotify, dest: Flow) -> None:
         request = effect.request
-        request.headers.prepend("Via", self.router.via_value(dest, "z9hG4bK" + new_token()))
+        request.headers.prepend(
+            "Via", self.router.addresses.via_value(dest, "z9hG4bK" + new_token())
+        )
         key = self.send_request(request, dest)
         self.notifies[key] = (effect.key, request.cseq.number, request.call_id, request.from_tag)
 
@@ -571,7 +574,7 @@ class SipApplication:
         tick = self._sca_timer.fired()
         now = max(self.clock.time(), tick)
         self.sca.handle_timer(now)
-        self.router.purge_bindings(now)
+        self.router.registration.purge_bindings(now)
         self.pump()
 
     # ------------------------------------------------------------------ helpers

@@ -27,7 +27,7 @@ from sipsca.proxy.route import (
 from sipsca.runtime.branches import Target, branch_request, destination
 from sipsca.runtime.failover import Failover
 from sipsca.runtime.forwarded import Forwarded
-from sipsca.runtime.stateless_relay import forward_ack, relay_stray_2xx
+from sipsca.runtime.stateless_relay import relay_stray_2xx
 from sipsca.sip.address import Flow
 from sipsca.sip.message import SipRequest, SipResponse, make_response
 from sipsca.sip.uri import SipUri
@@ -209,10 +209,6 @@ class ProxyCore:
             fwd.add_failover(Failover(key, out, flows, target.uri, index))
         return None
 
-    def forward_stateless(self, request: SipRequest) -> None:
-        """End-to-end ACK for a 2xx: forwarded without a transaction (RFC 3261 16.11)."""
-        forward_ack(self.app, request)
-
     def sca_local_failure(self, request: SipRequest, key: str, status: int) -> None:
         """A failure we answered ourselves (404/480) to a tracked INVITE (Kamailio sl callback)."""
         if request.method != "INVITE":
@@ -284,7 +280,7 @@ class ProxyCore:
             if late is not None and response.status < 200:
                 self._cancel_transaction(late[0], key, late[1])  # it may be CANCELled now
             if server_key is not None:  # finished and released: only 2xx are relayed
-                self.on_stray_response(response)
+                relay_stray_2xx(self.app, response)
             return
         if not strip_own_via(response):
             return
@@ -378,10 +374,6 @@ class ProxyCore:
         self.branch_of[key] = fwd.key
         self.retry_of[key] = failover.branch
         failover.running(key, out, dest)
-
-    def on_stray_response(self, response: SipResponse) -> None:
-        """2xx retransmissions whose client transaction is gone: forward statelessly (16.7)."""
-        relay_stray_2xx(self.app, response)
 
     def _apply(self, fwd: Forwarded, action: ContextAction) -> None:
         app = self.app

@@ -409,10 +409,7 @@ class Resolver:
     def resolve_now(self, uri: SipUri) -> Flow | None:
         """Resolve without I/O: static routes, IP literals, or a cached DNS answer (its
         first target)."""
-        flow = self._fixed(uri)
-        if flow is not None:
-            return flow
-        targets = self._cached(uri)
+        targets = self.targets_now(uri)
         return targets[0] if targets else None
 
     def targets_now(self, uri: SipUri) -> tuple[Flow, ...]:

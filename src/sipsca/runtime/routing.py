@@ -23,6 +23,7 @@ from sipsca.runtime.addressing import LocalAddresses
 from sipsca.runtime.authentication import Authentication
 from sipsca.runtime.branches import Target
 from sipsca.runtime.registration import Registration
+from sipsca.runtime.stateless_relay import forward_ack
 from sipsca.runtime.stateless_replies import ALLOW, SUPPORTED, StatelessReplies, stateless_tag
 from sipsca.sip.address import Flow
 from sipsca.sip.message import SipRequest, SipResponse, make_response
@@ -79,12 +80,6 @@ class RequestRouter:
             response.headers.add("Server", self.app.config.server.user_agent)
         self.app.tl.send_response(response, now=self.app.clock.monotonic(), key=key)
 
-    # ------------------------------------------------------------------ addresses
-    def via_value(self, dest: Flow, branch: str) -> str:
-        """Our Via for a request sent to ``dest``
-        (:meth:`~sipsca.runtime.addressing.LocalAddresses.via_value`)."""
-        return self.addresses.via_value(dest, branch)
-
     def refuse_sips(self, request: SipRequest, key: str, *, required: bool = False) -> None:
         """480 + ``Warning: 380``: the SIPS target is reachable only without TLS; with
         ``required`` ``Warning: 381``: the target has only ``sips:`` contacts and we have
@@ -93,17 +88,6 @@ class RequestRouter:
         self.reply(request, key, 480, None, [("Warning", warning)])
 
     # ------------------------------------------------------------------ pipeline
-    def answer_statelessly(self, request: SipRequest, source: Flow) -> bool:
-        """The stateless 200 to OPTIONS or ``404 Not here``
-        (:class:`~sipsca.runtime.stateless_replies.StatelessReplies`); False: take the
-        pipeline."""
-        return self.stateless.answer_statelessly(request, source)
-
-    def shed(self, request: SipRequest, source: Flow) -> bool:
-        """Overloaded: the stateless 503 to a new dialog-creating request
-        (:class:`~sipsca.runtime.stateless_replies.StatelessReplies`); False: serve it."""
-        return self.stateless.shed(request, source)
-
     def on_request(self, request: SipRequest, source: Flow, key: str | None) -> None:
         app = self.app
         if key is None:  # ACK for a 2xx or a stray ACK: end-to-end, stateless
@@ -297,7 +281,7 @@ class RequestRouter:
         if not routed or (local and not request.headers.get("route")):
             return  # ACK for a reply we generated, or with no route set: absorbed
         app.sca.on_ack(request, now=app.clock.time())
-        app.proxy.forward_stateless(request)
+        forward_ack(app, request)
 
     def handle_sca_subscribe(
         self, request: SipRequest, source: Flow, key: str, identity: str | None
@@ -336,6 +320,3 @@ class RequestRouter:
         return True
 
     # ------------------------------------------------------------------ registrar
-    def purge_bindings(self, now: float) -> None:
-        """Drop the expired bindings (:class:`~sipsca.runtime.registration.Registration`)."""
-        self.registration.purge_bindings(now)
