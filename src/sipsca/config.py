@@ -58,7 +58,7 @@ class ServerConfig:
     """Seconds a TLS client has to complete its handshake after connecting, else it is
     closed (asyncio's default would be 60)."""
     max_connections: int = 4096
-    """Open TCP/TLS connections at most (a TLS one counts once its handshake is done);
+    """Open TCP/TLS connections at most (a TLS one from its accept, handshake included);
     further ones are closed at once, with one warning per 10 s. Accepted connections and
     those sipsca opens are counted apart, each up to this number, so a flood of peers
     cannot stop sipsca's own (``LimitNOFILE`` must exceed twice this)."""

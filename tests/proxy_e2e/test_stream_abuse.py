@@ -218,9 +218,11 @@ async def open_connections(
     return [await open_one(srv) for _ in range(count)]
 
 
-async def open_one(srv: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A plain TCP connection to the server's SIP port (nothing sent)."""
-    return await asyncio.wait_for(asyncio.open_connection(HOST, srv.port), 5)
+async def open_one(
+    srv: Any, port: int | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A plain TCP connection to the server's SIP port, or ``port`` (nothing sent)."""
+    return await asyncio.wait_for(asyncio.open_connection(HOST, port or srv.port), 5)
 
 
 async def closed_by_server(reader: asyncio.StreamReader) -> bool:
@@ -269,6 +271,37 @@ async def test_connection_flood_is_refused_with_one_warning(make_server: Any) ->
         await still_served(srv, bystander)
     warnings = [ln for ln in srv.log_text().splitlines() if "connection limit" in ln]
     assert len(warnings) == 1, warnings
+
+
+async def test_tls_handshakes_in_flight_hold_slots(make_server: Any) -> None:
+    """``max_connections = 3`` TCP connections to the TLS port that never start their
+    handshake fill the limit: a real TLS client is refused until the handshake time-out
+    (2 s) has closed them, then served. Handshakes in flight used to count for nothing,
+    so any number of them could hold descriptors."""
+    srv = make_server({"server": {"max_connections": 3, "tls_handshake_timeout": 2.0}}, tls=True)
+    tls_port = srv.tls_addr[1]
+    silent = [await open_one(srv, tls_port) for _ in range(3)]
+    await asyncio.sleep(0.2)  # all three accepted before the client below
+    with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
+        async with StreamClient(srv.tls_addr, tls=True) as refused:
+            await ask(refused, srv)
+    closed = await asyncio.gather(*(closed_by_server(r) for r, _ in silent))
+    assert all(closed), "a TLS connection without a handshake outlived the time-out"
+    refused_more = 0
+    for _ in range(20):  # the slots come free just after the aborts (bounded: 2 s)
+        try:
+            async with StreamClient(srv.tls_addr, tls=True) as good:
+                assert (await ask(good, srv)).status == 200
+            break
+        except (ConnectionError, ssl.SSLError):
+            refused_more += 1
+            await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the slots of the timed-out handshakes never came free")
+    for _, writer in silent:
+        writer.close()
+    assert await asyncio.to_thread(dropped_total, srv, "limit") == 1 + refused_more
+    assert await asyncio.to_thread(dropped_total, srv, "tls_handshake") == 3
 
 
 async def test_idle_connections_are_closed(make_server: Any) -> None:

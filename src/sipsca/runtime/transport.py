@@ -19,6 +19,7 @@ from typing import cast
 from sipsca.errors import RemoteProtocolError
 from sipsca.runtime.stateless import error_reply_bytes
 from sipsca.runtime.stun import binding_response, is_stun
+from sipsca.runtime.tls import StreamTransport, TlsServerTransport
 from sipsca.sip.address import Flow
 from sipsca.sip.parser import ParserLimits, StreamFramer
 
@@ -151,19 +152,28 @@ class _StreamProtocol(asyncio.Protocol):
     """
 
     def __init__(
-        self, manager: TransportManager, transport_name: str, *, outgoing: bool = False
+        self,
+        manager: TransportManager,
+        transport_name: str,
+        *,
+        outgoing: bool = False,
+        tls_server: ssl.SSLContext | None = None,
     ) -> None:
         self.manager = manager
         self.name = transport_name
         self.outgoing = outgoing
         """Opened by sipsca (counted apart from accepted ones against ``max_connections``)."""
+        self._tls_context = tls_server
+        """Accepted on a TLS listener: the protocol runs the TLS session itself, so the
+        connection counts from its accept, handshake included (runtime/tls.py)."""
+        self._tls: TlsServerTransport | None = None
         self.registered = False
         """Counted in the manager's open connections (until ``connection_lost``)."""
         self.framer = StreamFramer(manager.limits)
-        self.transport: asyncio.Transport | None = None
+        self.transport: StreamTransport | None = None
+        """Where SIP is written: the TCP transport, or the TLS session once established."""
         self.flow: Flow | None = None
         self.pending: list[bytes] = []
-        self.connected = asyncio.get_running_loop().create_future()
         self._idle: asyncio.TimerHandle | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._dropped = False
@@ -172,7 +182,8 @@ class _StreamProtocol(asyncio.Protocol):
         accept, and CRLF keep-alives do not stop it."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        raw = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport = raw
         requested = self.flow  # an outgoing connection's key in the manager's connecting map
         peer = transport.get_extra_info("peername")
         self.flow = Flow(self.name, str(peer[0]), int(peer[1]))
@@ -184,16 +195,24 @@ class _StreamProtocol(asyncio.Protocol):
             self._dropped = True
             if requested is not None:
                 self.manager.forget_connecting(requested, self)
-            self.connected.cancel()
             self.transport.abort()
             if unsent:  # an outgoing connection: its requests cannot go
                 self.manager.on_send_error(requested or self.flow, 503, "connection limit reached")
             return
+        if self._tls_context is not None:  # counted from now; SIP flows after the handshake
+            self._tls = TlsServerTransport(raw, self._tls_context)
+            self.transport = None  # what is sent to this flow waits in pending
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.call_later(self.manager.handshake_timeout, self._on_handshake)
+            return
+        self._start()
+
+    def _start(self) -> None:
+        """The connection carries SIP from now on: flush what waited, arm its timers."""
+        assert self.transport is not None
         for data in self.pending:
             self.transport.write(data)
         self.pending.clear()
-        if not self.connected.done():
-            self.connected.set_result(None)
         self._touch()
         if self._first:  # accepted: a first message within message_timeout, or closed
             loop = asyncio.get_running_loop()
@@ -214,6 +233,11 @@ class _StreamProtocol(asyncio.Protocol):
         logger.debug("closing idle connection %s", self.flow)
         self.close()
 
+    def _on_handshake(self) -> None:
+        self._deadline = None
+        timeout = self.manager.handshake_timeout
+        self._drop("tls_handshake", f"TLS handshake not done within {timeout:g} s")
+
     def _on_deadline(self) -> None:
         self._deadline = None
         self._drop(
@@ -230,8 +254,29 @@ class _StreamProtocol(asyncio.Protocol):
         self._dropped = True
         if self.transport is not None:
             self.transport.abort()
+        elif self._tls is not None:  # in its handshake
+            self._tls.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self._tls is not None:
+            try:
+                data = self._tls.receive(data)
+            except ssl.SSLError as exc:
+                if self.transport is None:
+                    self._drop("tls_handshake", f"TLS handshake failed: {exc.reason or exc}")
+                else:
+                    self._drop("tls_error", f"TLS error: {exc.reason or exc}")
+                return
+            if self.transport is None:
+                if not self._tls.established:
+                    return
+                if self._deadline is not None:
+                    self._deadline.cancel()
+                    self._deadline = None
+                self.transport = self._tls
+                self._start()
+            if not data:
+                return
         self._touch()
         assert self.flow is not None
         pings = self.framer.pings
@@ -299,6 +344,8 @@ class _StreamProtocol(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+        elif self._tls is not None:  # in its handshake
+            self._tls.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle is not None:
@@ -307,8 +354,6 @@ class _StreamProtocol(asyncio.Protocol):
             self._deadline.cancel()
         if self.flow is not None:
             self.manager.unregister_connection(self.flow, self)
-        if not self.connected.done():
-            self.connected.set_exception(exc or ConnectionError("connection closed"))
 
 
 class TransportManager:
@@ -371,14 +416,9 @@ class TransportManager:
             proto.listener = listener
             self._udp[listener] = proto
         else:
-            ctx = self.ssl_server if transport == "tls" else None
+            # A TLS listener accepts TCP; each connection runs its TLS session itself.
             server = await loop.create_server(
-                lambda: self._accepting(transport),
-                host,
-                port,
-                ssl=ctx,
-                reuse_address=True,
-                ssl_handshake_timeout=self.handshake_timeout if ctx is not None else None,
+                lambda: self._accepting(transport), host, port, reuse_address=True
             )
             actual = server.sockets[0].getsockname()
             listener = Listener(transport, host, int(actual[1]))
@@ -387,7 +427,8 @@ class TransportManager:
         return listener
 
     def _accepting(self, transport: str) -> _StreamProtocol:
-        return _StreamProtocol(self, transport)
+        tls = self.ssl_server if transport == "tls" else None
+        return _StreamProtocol(self, transport, tls_server=tls)
 
     def dropped(self, reason: str) -> None:
         if self.drop_hook is not None:
