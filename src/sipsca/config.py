@@ -26,7 +26,9 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     listen: tuple[str, ...] = ("udp:127.0.0.1:5060", "tcp:127.0.0.1:5060")
-    """Listeners as ``transport:host:port`` (transport udp, tcp or tls)."""
+    """Listeners as ``transport:host:port`` (transport udp, tcp or tls). A host name is
+    resolved only when ``serve`` binds it: ``check-config`` checks its syntax, a name that
+    does not resolve stops ``serve`` (exit 2) like a port in use."""
     domains: tuple[str, ...] = ()
     """Served domains/aliases besides the listen addresses ("myself")."""
     advertised_address: str = ""
@@ -74,13 +76,15 @@ class TransactionConfig:
     """RFC 3261 17 timer values in seconds."""
 
     t1: float = 0.5
-    """RTT estimate T1: first retransmission interval over UDP."""
+    """RTT estimate T1: first retransmission interval over UDP; > 0."""
     t2: float = 4.0
-    """T2: longest retransmission interval of non-INVITE requests and INVITE responses."""
+    """T2: longest retransmission interval of non-INVITE requests and INVITE responses;
+    at least ``t1``."""
     t4: float = 5.0
-    """T4: how long a message may stay in the network (wait times of completed transactions)."""
+    """T4: how long a message may stay in the network (wait times of completed transactions);
+    >= 0."""
     timer_c: float = 185.0
-    """Proxy INVITE timer C (RFC 3261 16.6 step 11: it MUST be larger than 3 minutes)."""
+    """Proxy INVITE timer C (RFC 3261 16.6 step 11: it MUST be larger than 3 minutes); > 0."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +101,8 @@ class LineConfig:
 
 @dataclass(frozen=True, slots=True)
 class ScaConfig:
-    """The ``sca`` module parameters (Kamailio names and defaults) plus sipsca's own."""
+    """The ``sca`` module parameters (Kamailio's names and defaults, except the default of
+    ``hash_table_size`` and, in ``[db]``, of ``db_url``) plus sipsca's own."""
 
     hash_table_size: int = -1
     """Kamailio's table size as a power-of-2 exponent (1..30); -1 = not set, which Kamailio reads
@@ -143,7 +148,9 @@ class ScaConfig:
 class DbConfig:
     db_url: str = "sqlite://var/sipsca.sqlite"
     """Kamailio style: ``sqlite://`` + path (``sqlite://var/x.sqlite`` is relative,
-    ``sqlite:///var/lib/x.sqlite`` absolute)."""
+    ``sqlite:///var/lib/x.sqlite`` absolute), ``postgresql://user:pw@host:port/db``,
+    ``mysql://user:pw@host:port/db``; a malformed URL is refused by ``check-config``. The
+    default is not Kamailio's (``mysql://kamailio:kamailiorw@localhost/kamailio``)."""
     subs_table: str = "sca_subscriptions"
     """Name of Kamailio's subscriptions table (version 2); a plain SQL identifier."""
     db_update_interval: int = 300
@@ -164,11 +171,12 @@ class AuthConfig:
     allow_unauthenticated: bool = False
     """Must be true to run ``mode = "none"`` on a non-loopback listener."""
     nonce_ttl: int = 300
-    """Seconds a digest nonce is valid; an older one gets a ``stale=true`` challenge."""
+    """Seconds a digest nonce is valid (> 0); an older one gets a ``stale=true`` challenge."""
     algorithms: tuple[str, ...] = ("SHA-256", "MD5")
-    """Digest algorithms offered, in order (``SHA-256``, ``MD5``)."""
+    """Digest algorithms offered, in order (``SHA-256``, ``MD5``; at least one)."""
     secret: str = ""
-    """Nonce signing key; random per start when empty."""
+    """Nonce signing key, at least 16 bytes with ``mode = "digest"``; random per start when
+    empty. Servers sharing it accept each other's nonces (and a restart keeps them valid)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +197,8 @@ class ProxyConfig:
     record_route: bool = True
     """Record-Route dialog-creating requests, so in-dialog requests pass through sipsca."""
     static_routes: tuple[tuple[str, str], ...] = ()
-    """(domain, ``transport:host:port``) next hops for non-local domains."""
+    """(domain, ``transport:host:port``) next hops for non-local domains; transport
+    ``udp``, ``tcp`` or ``tls``, port 1-65535."""
     unknown_user_status: int = 404
     """Reply for a local user with no binding: 404 ``Not Found`` (the sample config's), or
     480 ``Temporarily Unavailable`` for every such user (sipsca does not look the user up
@@ -211,7 +220,9 @@ class RpcConfig:
 class LogConfig:
     level: str = "INFO"
     """``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` or ``CRITICAL`` (changeable at runtime with
-    the ``log.set_level`` RPC)."""
+    the ``log.set_level`` RPC). ``DEBUG`` adds one line per SIP message received and sent;
+    the libraries sipsca uses (aiosqlite, asyncio, asyncpg, aiomysql, aiohttp) log at
+    ``INFO`` or above whatever the level."""
     format: str = "text"
     """``text`` or ``json``."""
 

@@ -17,6 +17,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from aiohttp import web
+
 from sipsca import __version__
 from sipsca.config import SipscaConfig
 from sipsca.errors import ConfigError, StorageError
@@ -25,6 +27,7 @@ from sipsca.rpc.listen import parse_listen
 from sipsca.runtime.app import SipApplication, tune_gc
 from sipsca.runtime.management import Management
 from sipsca.runtime.metrics import Metrics
+from sipsca.runtime.transport import Listener
 from sipsca.storage.base import Storage
 from sipsca.storage.registry import open_storage, redact_url
 
@@ -106,13 +109,52 @@ def check_startup(config: SipscaConfig) -> None:
 async def serve(
     config: SipscaConfig, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
 ) -> None:
-    """Run until ``stop`` is set (or SIGTERM/SIGINT), then flush state and return."""
+    """Run until ``stop`` is set (or SIGTERM/SIGINT), then flush state and return.
+
+    Every start-up failure is a :class:`ConfigError` (one line, exit 2), and the storage is
+    closed on every way out: an open SQLite connection has a worker thread that would keep
+    the process alive after the error (and report to a closed event loop).
+    """
     stop = stop or asyncio.Event()
     # Config problems first, while there is nothing to undo.
     _check_stream_limits(config)
     server_ctx, client_ctx = tls_contexts(config)
     rpc_address = _rpc_address(config)
     storage = build_storage(config)
+    try:
+        try:
+            app, runner, listeners = await _start(
+                config, storage, server_ctx, client_ctx, rpc_address
+            )
+        except ConfigError:
+            raise
+        except Exception as exc:
+            # Anything else the start-up raises (a value only a constructor checks, say) is
+            # refused like a config error: one line, exit 2, never a traceback and a hang.
+            logger.debug("start-up failed", exc_info=True)
+            raise ConfigError(f"cannot start: {type(exc).__name__}: {exc}") from exc
+        await _run(config, app, runner, listeners, ready=ready, stop=stop)
+    finally:
+        await _close_storage(storage)
+
+
+async def _close_storage(storage: Storage) -> None:
+    """Close the storage; a failure is logged, never raised over the error that got us here."""
+    try:
+        await storage.close()
+    except StorageError as exc:
+        logger.warning("closing the database failed: %s", exc)
+
+
+async def _start(
+    config: SipscaConfig,
+    storage: Storage,
+    server_ctx: ssl.SSLContext | None,
+    client_ctx: ssl.SSLContext,
+    rpc_address: tuple[str, int] | None,
+) -> tuple[SipApplication, web.AppRunner | None, list[Listener]]:
+    """Open the database, restore, listen, start the RPC server; undo the part already
+    done when a step fails (the caller closes the storage)."""
     try:
         await storage.open()
         if await storage.schema_version() is None:
@@ -129,28 +171,44 @@ async def serve(
         await app.restore()
     except StorageError as exc:
         # Starting empty would let stored (maybe since ended) subscriptions come back later.
-        await storage.close()
         url = redact_url(config.db.db_url)
         raise ConfigError(f"db.db_url: cannot restore state from {url}: {exc}")
     try:
         listeners = await app.start(config.server.listen)
-    except OSError as exc:
+    except BaseException as exc:
         await app.transports.close()
-        await storage.close()
-        raise ConfigError(f"server.listen: cannot listen on {exc.strerror or exc}")
-    tune_gc()  # after restore: the long-lived start-up objects are frozen out of GC scans
-    management = Management(app, started=time.time())
+        app.resolver.close()
+        if isinstance(exc, OSError):
+            raise ConfigError(f"server.listen: cannot listen on {exc.strerror or exc}")
+        raise
     runner = None
     if rpc_address is not None:
         try:
-            rpc_app = make_app(management, metrics.registry, token=config.rpc.token)
-            runner = await start_rpc_server(rpc_app, *rpc_address)
-        except OSError as exc:
-            await app.stop()
-            await storage.close()
-            raise ConfigError(
-                f"rpc.listen: cannot listen on {config.rpc.listen}: {exc.strerror or exc}"
+            rpc_app = make_app(
+                Management(app, started=time.time()), metrics.registry, token=config.rpc.token
             )
+            runner = await start_rpc_server(rpc_app, *rpc_address)
+        except BaseException as exc:
+            await app.stop()
+            if isinstance(exc, OSError):
+                raise ConfigError(
+                    f"rpc.listen: cannot listen on {config.rpc.listen}: {exc.strerror or exc}"
+                )
+            raise
+    return app, runner, listeners
+
+
+async def _run(
+    config: SipscaConfig,
+    app: SipApplication,
+    runner: web.AppRunner | None,
+    listeners: list[Listener],
+    *,
+    ready: asyncio.Event | None,
+    stop: asyncio.Event,
+) -> None:
+    """Serve until ``stop``, then stop the RPC server and the application (state flushed)."""
+    tune_gc()  # after restore: the long-lived start-up objects are frozen out of GC scans
     # Signal handlers go in before the ready lines, so a stop right after start is graceful;
     # they stay installed until the process exits (a second SIGTERM during the flush is ignored).
     loop = asyncio.get_running_loop()
@@ -170,12 +228,11 @@ async def serve(
     finally:
         logger.info("stopping: flushing state")
         lag_task.cancel()
-        if runner is not None:
-            await runner.cleanup()
         try:
-            await app.stop()
+            if runner is not None:
+                await runner.cleanup()
         finally:
-            await storage.close()  # its threads would keep the process alive
+            await app.stop()  # the storage is closed by serve(), after this
         logger.info("stopped")
 
 

@@ -133,7 +133,8 @@ async def subscribe_members(run: Run, *phones: Phone, expires: int = 3600) -> No
 
 # ------------------------------------------------------------------------------ scenarios
 async def sc_subscribe(run: Run) -> None:
-    """call-info subscribe, in-dialog refresh, in-dialog unsubscribe, out-of-dialog unsubscribe."""
+    """call-info subscribe, in-dialog refresh, in-dialog unsubscribe, out-of-dialog
+    unsubscribe, in-dialog re-SUBSCRIBE on the unsubscribed dialog."""
     a, b = await run.phone("phoneA", "215"), await run.phone("phoneB", "215")
     await register_all(run, a, b)
     da, r = await a.subscribe("call-info", 3600)
@@ -149,6 +150,9 @@ async def sc_subscribe(run: Run) -> None:
     await run.settle()
     _, r = await b.subscribe("call-info", 0)
     run.reply("B unsubscribe out-of-dialog", r, expires=True)
+    await run.settle()
+    _, r = await a.subscribe("call-info", 3600, dialog=da)
+    run.reply("A re-SUBSCRIBE on the terminated dialog", r, expires=True)
     await run.settle()
 
 
@@ -434,6 +438,13 @@ def _single_active_on_retransmitted_200(obs: Obs) -> None:
         del seq[actives[1]]
 
 
+def _terminated_dialog_is_481(obs: Obs) -> None:
+    obs["replies"]["A re-SUBSCRIBE on the terminated dialog"] = (481, None)
+    seq = obs["notifies"]["phoneA call-info"]
+    assert seq[-2][0] == "terminated" and seq[-1][0] == "active", seq
+    del seq[-1]  # Kamailio's NOTIFY 'active' of the revived subscription
+
+
 def _retrieval_stays_active(obs: Obs) -> None:
     for phone in ("phoneA", "phoneB"):
         seq = obs["notifies"][f"{phone} call-info"]
@@ -488,6 +499,15 @@ RETRANS_200 = Deviation(
     _single_active_on_retransmitted_200,
 )
 
+TERMINATED_DIALOG = Deviation(
+    "terminated-dialog-is-481",
+    None,
+    "RFC 6665 4.4.1 / decisions.md preamble ('fix every bug it has'): after the NOTIFY "
+    "'terminated' the subscription's dialog is gone, so an in-dialog SUBSCRIBE on it gets 481 "
+    "(Kamailio brings the subscription back, traces/02; docs/compat.md row 57)",
+    _terminated_dialog_is_481,
+)
+
 RETRIEVAL = Deviation(
     "retrieved-call-stays-active",
     None,
@@ -499,7 +519,7 @@ RETRIEVAL = Deviation(
 
 # Applied in order; D1 last (it reads the states the others produce).
 KNOWN_DEVIATIONS: dict[str, list[Deviation]] = {
-    "subscribe": [D1],
+    "subscribe": [TERMINATED_DIALOG, D1],
     "expires_limits": [D12, D1],
     "seize": [D1],
     "basic_call": [D1],

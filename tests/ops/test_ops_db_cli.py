@@ -17,7 +17,7 @@ async def test_db_init_and_migrate(database: Database) -> None:
     assert steps[-1] == "database is up to date"
     assert "created table sca_subscriptions with its 3 indexes" in steps
     assert "recorded sca_subscriptions table version 2" in steps
-    assert "set sipsca schema version None -> 1" in steps
+    assert "set sipsca schema version 1 (new database)" in steps
     for table in ("sipsca_appearances", "sipsca_location", "sipsca_subscriber"):
         assert f"created table {table}" in steps
     p = cli("db", "migrate", "--db-url", url)

@@ -406,3 +406,20 @@ async def test_subscriber_lookup_is_bounded_in_time() -> None:
     with pytest.raises(StorageError, match="timed out"):
         await cache.get("alice", "example.com")
     assert time.monotonic() - start < 1
+
+
+async def test_a_change_in_the_same_turn_as_the_stop_neither_delays_nor_loses_it() -> None:
+    """A change wakes the idle writer and the stop cancels it in the same loop turn: the
+    stop must still end at once with everything written. ``asyncio.wait_for`` (Python
+    3.11) swallowed a cancel that arrived as the awaited event fired, so the writer went on
+    waiting and the stop ran into its time-out (5 s) and reported the changes lost."""
+    storage = FlakyStorage()
+    wb = WriteBack(storage, interval=60)
+    wb.start()
+    await asyncio.sleep(0.05)  # the writer waits, idle
+    wb.save_subscription(sub(1))  # first change: sets the wake event
+    started = time.monotonic()
+    await wb.close(stop_timeout=3.0)  # cancels the writer in this same turn
+    assert time.monotonic() - started < 1.0
+    assert set(await stored(storage)) == {sub(1).key}
+    assert wb.pending == 0

@@ -126,6 +126,20 @@ async def test_identity_mismatch(server: ProxyServer) -> None:
     assert "mismatch" in r.reason.lower()
 
 
+async def test_identity_compares_the_unescaped_user(server: ProxyServer) -> None:
+    """RFC 3261 19.1.4: ``sip:%61lice@...`` is alice's AoR, as the registrar keys it: her
+    credentials register it (it was 403 identity mismatch); ``ALICE`` is another user."""
+    async with RawUdp(server.sip_addr) as udp:
+        escaped = register_request(udp, server, "%61lice")
+        ch = await roundtrip(udp, escaped)
+        r = await roundtrip(udp, authorize(escaped, ch, "alice", PASSWORDS["alice"]))
+        assert r.status == 200, r
+        upper = register_request(udp, server, "ALICE")
+        ch = await roundtrip(udp, upper)
+        r = await roundtrip(udp, authorize(upper, ch, "alice", PASSWORDS["alice"]))
+        assert r.status == 403, r
+
+
 async def test_invite_407_then_success_credentials_stripped(
     server: ProxyServer, phones: Any
 ) -> None:

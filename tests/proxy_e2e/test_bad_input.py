@@ -73,16 +73,47 @@ async def test_missing_mandatory_header_400(server: ProxyServer, header: str) ->
 
 async def test_missing_call_id_and_via(server: ProxyServer) -> None:
     """Without Call-ID the 400 cannot be matched by Call-ID but still arrives (it names the
-    header); without Via nothing can be sent back properly: a reply, if any, is a 400.
-    Either way the server survives."""
+    header); without Via nothing is sent back (a response without Via matches nothing,
+    RFC 3261 8.2.6.2 / 17.1.3; it used to be a headerless 400). The server survives."""
     async with RawUdp(server.sip_addr) as udp:
         udp.send(options_text(server, udp, "unused", drop="Call-ID"))
         resp = await udp.wait(lambda m: getattr(m, "status", 0) >= 200, what="400")
         assert resp.status == 400 and "call-id" in resp.reason.lower(), resp  # type: ignore[attr-defined]
         udp.messages.clear()
         udp.send(options_text(server, udp, "noVia", drop="Via"))
+        udp.send(b"\x00\x01hello world\r\n\r\n")
         got = await udp.silence(0.5)
-        assert all(d.startswith(b"SIP/2.0 400") for d in got), got
+        assert got == [], got
+    await still_serving(server)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [b"CSeq: x OPTIONS", b"CSeq: 1 INVITE", b"Content-Length: 5000", b"X-Bytes: \xff\xfe"],
+)
+async def test_unparsable_request_reply_fills_rport_and_received(
+    server: ProxyServer, broken: bytes
+) -> None:
+    """The stateless 400 to a request too broken to parse (bad CSeq, CSeq method mismatch,
+    Content-Length past the datagram, a header that is not UTF-8) fills the top Via's
+    empty ``rport`` and adds ``received`` (RFC 3581 4), as every other reply does; the
+    Via used to be copied verbatim."""
+    async with RawUdp(server.sip_addr) as udp:
+        cid = f"rport-{rand(10)}"
+        data = options_text(server, udp, cid)
+        if broken.startswith(b"X-"):
+            data = data.replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 OPTIONS\r\n" + broken)
+        else:
+            name = broken.split(b":")[0]
+            data = data.replace(
+                b"CSeq: 1 OPTIONS" if name == b"CSeq" else b"Content-Length: 0", broken
+            )
+        assert b";rport" in data
+        udp.send(data)
+        resp = await udp.response(cid)
+    assert resp.status == 400, resp
+    via = resp.headers.values("via")[0]
+    assert f";rport={udp.port}" in via and ";received=127.0.0.1" in via, via
     await still_serving(server)
 
 

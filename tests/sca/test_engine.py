@@ -95,9 +95,13 @@ def test_line_seize_unsubscribe_never_releases_a_call(h: Harness) -> None:
     original = invite.copy()
     h.request(invite)
     h.relay(h.f.response(original, 200, call=call, contact=BOB.contact, body=sdp()), original)
-    reply = h.seize(ls, 1, expires=0)
+    reply = h.seize(ls, 1, expires=0)  # late: the answer used the seize up (noresource)
+    assert reply.status == 481  # decisions.md 42: the ended subscription is gone
+    other = h.f.new_sub(B, "line-seize")
+    assert h.seize(other, 2).status == 200
+    reply = h.seize(other, 1, expires=0)  # a live seize whose unsubscribe names the call
     assert reply.status == 200
-    assert h.states() == {1: "active"}
+    assert h.states() == {1: "active", 2: "seized"}
 
 
 def test_answer_without_18x_ends_the_line_seize(h: Harness) -> None:
@@ -241,14 +245,16 @@ def test_unanswered_incoming_call_is_released(h: Harness) -> None:
 
 
 def test_failed_reinvite_keeps_the_call(h: Harness) -> None:
-    # decisions.md #3: [K] releases an established call on 491/488/408.
+    # decisions.md #3: [K] releases an established call on 491/488/408; the failed hold
+    # is undone too (decisions.md 41): the call is still active.
     call, _ = h.outgoing(A, BOB)
     reinvite = h.f.invite(call, body=sdp("sendonly"))
     original = reinvite.copy()
     h.request(reinvite)
+    assert h.states() == {1: "held"}
     for status in (491, 488, 408):
         h.relay(h.f.response(original, status), original)
-    assert h.states() == {1: "held"}
+    assert h.states() == {1: "active"}
 
 
 def test_challenge_then_retry_reuses_the_appearance(h: Harness) -> None:
@@ -471,6 +477,21 @@ def test_notify_result_handling(h: Harness) -> None:
     h.engine.on_notify_result(key, 0, None, now=h.now)  # already gone
     assert h.drain() == []
     assert new.call_id != old.call_id
+
+
+def test_a_subscription_removed_by_a_failed_notify_is_logged_with_its_fields(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The removal is a subscription state change like the others: one line naming the
+    AoR, with the structured fields JSON logs carry (it used to be a free-form line)."""
+    key = (AOR, ScaEvent.CALL_INFO, A.contact)
+    with caplog.at_level(logging.INFO, logger="sipsca.sca"):
+        h.engine.on_notify_result(key, 7, None, now=h.now)
+    [record] = [r for r in caplog.records if "removed" in r.getMessage()]
+    assert AOR in record.getMessage() and A.contact in record.getMessage()
+    fields = record.sca  # type: ignore[attr-defined]
+    assert fields["kind"] == "subscription" and fields["aor"] == AOR
+    assert fields["change"] == "removed: NOTIFY 7 timed out"
 
 
 def test_late_notify_failure_of_an_ended_subscription_spares_its_successor(h: Harness) -> None:

@@ -9,6 +9,7 @@ import pytest
 import sipsca.transaction as transaction
 from sipsca.config import TransactionConfig
 from sipsca.errors import ConfigError, LocalProtocolError
+from sipsca.sip.address import Flow
 from sipsca.transaction import (
     MAGIC_COOKIE,
     Outgoing,
@@ -19,7 +20,7 @@ from sipsca.transaction import (
 from sipsca.transaction._core import _COMPACT_MIN, _COMPACT_RATIO
 
 from .messages import reply, request, response
-from .network import UDP_PEER, drain, fire_timers
+from .network import TCP_PEER, UDP_PEER, drain, fire_timers
 
 
 def test_public_surface() -> None:
@@ -166,3 +167,42 @@ def test_rfc2543_2xx_retransmission_and_find_key(layer: TransactionLayer) -> Non
 def test_unusable_timer_config_is_refused(config: TransactionConfig, timer_c: bool) -> None:
     with pytest.raises(ConfigError):
         TransactionLayer(config, branch_factory=str, timer_c=timer_c)
+
+
+@pytest.mark.parametrize("peer", [UDP_PEER, TCP_PEER], ids=["udp", "tcp"])
+def test_abandon_ends_a_non_invite_without_a_response(layer: TransactionLayer, peer: Flow) -> None:
+    """RFC 4320 4.2: a non-INVITE that cannot be answered in time gets no final response.
+    The abandoned transaction sends nothing, absorbs retransmissions silently for timer J
+    (UDP; at once over TCP) and then ends; a response sent for it afterwards is refused."""
+    msg = request("MESSAGE", branch=MAGIC_COOKIE + "ab")
+    layer.receive_request(msg, source=peer, now=0)
+    [received] = drain(layer)
+    assert isinstance(received, RequestReceived) and received.key is not None
+    key = received.key
+    layer.abandon(key, now=10.0)
+    assert layer.messages_to_send() == [] and drain(layer) == []
+    layer.receive_request(msg, source=peer, now=11.0)  # retransmission: absorbed, unanswered
+    assert layer.messages_to_send() == [] and drain(layer) == []
+    with pytest.raises(LocalProtocolError):
+        layer.send_response(reply(msg, 200), now=11.0, key=key)
+    ended = fire_timers(layer, 100.0)
+    assert [type(e).__name__ for _, _, events in ended for e in events] == ["TransactionTerminated"]
+    assert ended[0][0] == (10.0 if peer.reliable else 42.0)
+    assert all(sent == [] for _, sent, _ in ended)
+
+
+def test_abandon_leaves_invites_and_answered_transactions_alone(
+    layer: TransactionLayer,
+) -> None:
+    invite = request("INVITE", branch=MAGIC_COOKIE + "inv")
+    options = request("OPTIONS", branch=MAGIC_COOKIE + "opt")
+    for msg in (invite, options):
+        layer.receive_request(msg, source=UDP_PEER, now=0)
+    keys = [e.key for e in drain(layer) if isinstance(e, RequestReceived)]
+    layer.send_response(reply(options, 200), now=0, key=keys[1])
+    sent = layer.messages_to_send()
+    for key in keys:
+        layer.abandon(key, now=1.0)
+    assert layer.server_state(keys[0]) in ("trying", "proceeding")
+    layer.receive_request(options, source=UDP_PEER, now=2.0)  # still answered with its 200
+    assert [o.data for o in layer.messages_to_send()] == [o.data for o in sent]

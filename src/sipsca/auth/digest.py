@@ -38,12 +38,16 @@ from sipsca.sip.fields import parse_auth_params
 from sipsca.sip.message import SipRequest, SipResponse, make_response
 
 __all__ = [
+    "MIN_SECRET_BYTES",
     "AuthResult",
     "Credentials",
     "DigestAuthenticator",
     "ha1",
     "make_subscriber",
 ]
+
+MIN_SECRET_BYTES = 16
+"""Shortest HMAC key for nonces and opaque values (``auth.secret``)."""
 
 # Digest algorithm name (RFC 7616 6.1 registry spelling) -> hashlib name.
 _HASHES: dict[str, str] = {"MD5": "md5", "SHA-256": "sha256"}
@@ -185,8 +189,8 @@ class DigestAuthenticator:
         Raises:
             ConfigError: empty/short secret, unknown algorithm, or bad bounds.
         """
-        if len(secret) < 16:
-            raise ConfigError("auth secret must be at least 16 bytes")
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ConfigError(f"auth secret must be at least {MIN_SECRET_BYTES} bytes")
         canon: list[str] = []
         for name in algorithms:
             alg = _canonical_algorithm(name)

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from sipsca import __version__
-from sipsca.cli.settings import config_from_dict, load_config, validate
+from sipsca.cli.settings import config_from_dict, load_config, public_listeners, validate
 from sipsca.config import SipscaConfig
 from sipsca.errors import ConfigError, RemoteProtocolError, StorageError
 
@@ -82,10 +82,14 @@ def serve(
         _fail(exc)
         return
     setup_logging(config.log.level, config.log.format)
-    if config.auth.mode == "none" and config.auth.allow_unauthenticated:
+    public = public_listeners(config)
+    if config.auth.mode == "none" and public:  # validate() made sure it is allowed
         import logging
 
-        logging.getLogger("sipsca").warning("authentication is OFF on a non-loopback address")
+        logging.getLogger("sipsca").warning(
+            'authentication is OFF (auth.mode = "none") on the non-loopback address %s',
+            public[0],
+        )
     from sipsca.service import run_server
 
     sys.exit(run_server(config))
@@ -180,7 +184,11 @@ def user_add(
         _fail(exc)
         return
     if password_file:
-        lines = Path(password_file).read_text().splitlines()
+        try:
+            lines = Path(password_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(ConfigError(f"cannot read password file {password_file}: {_why(exc)}"))
+            return
         password = lines[0] if lines else ""
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -195,6 +203,13 @@ def user_add(
 
     existed = _run_storage(config_file, db_url, action)
     click.echo(f"{'replaced' if existed else 'added'} {username}@{domain}")
+
+
+def _why(exc: OSError | UnicodeDecodeError) -> str:
+    """The reason of a failed read without the path again (OSError's str repeats it)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+    return exc.strerror or str(exc)
 
 
 def _subscriber_address(address: str) -> tuple[str, str]:

@@ -7,6 +7,7 @@ bad values are refused with one :class:`ConfigError` naming ``section.key``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import tomllib
 import types
@@ -14,6 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from sipsca.auth.digest import MIN_SECRET_BYTES
 from sipsca.config import (
     AuthConfig,
     DbConfig,
@@ -31,9 +33,10 @@ from sipsca.errors import ConfigError, RemoteProtocolError
 from sipsca.rpc.listen import is_loopback_host
 from sipsca.rpc.listen import parse_listen as parse_rpc_listen
 from sipsca.runtime.addressing import split_hostport
+from sipsca.sip.address import parse_flow
 from sipsca.sip.uri import is_valid_host, parse_uri
 
-__all__ = ["load_config", "config_from_dict", "parse_listen"]
+__all__ = ["load_config", "config_from_dict", "parse_listen", "public_listeners"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +174,24 @@ def _line(name: str, value: Any) -> LineConfig:
         raise ConfigError(f'{name}.aor: {aor!r} is not a line address like "sip:215@example.com"')
     return LineConfig(
         aor=aor,
-        members=tuple(_coerce(f"{name}.members", str, v) for v in value.get("members", [])),
-        aliases=tuple(_coerce(f"{name}.aliases", str, v) for v in value.get("aliases", [])),
+        members=_strings(
+            f"{name}.members", "AoRs or user names", value.get("members", []), ["alice"]
+        ),
+        aliases=_strings(
+            f"{name}.aliases", "URIs or numbers", value.get("aliases", []), ["+15551234"]
+        ),
     )
+
+
+def _strings(name: str, what: str, value: Any, example: list[str]) -> tuple[str, ...]:
+    """A TOML array of strings; a bare string is refused, not read as its characters
+    (``members = "215"`` made the members '2', '1' and '5', so every phone got 403)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(
+            f"{name} must be a list of {what} (e.g. {name.rsplit('.', 1)[-1]} = "
+            f"{json.dumps(example)}), not {value!r}"
+        )
+    return tuple(value)
 
 
 def parse_listen(text: str) -> tuple[str, str, int]:
@@ -193,7 +211,15 @@ def parse_listen(text: str) -> tuple[str, str, int]:
         )
     if not 0 <= int(port) < 65536:
         raise ConfigError(f"server.listen: port {port} out of range")
+    if not is_valid_host(f"[{host}]" if ":" in host else host):
+        # Only the syntax: a name is resolved when serve binds it (docs/operations.md).
+        raise ConfigError(f"server.listen: {text!r}: {host!r} is not a host name or IP address")
     return transport, host, int(port)
+
+
+def public_listeners(config: SipscaConfig) -> list[str]:
+    """The listen hosts that are not loopback (``0.0.0.0`` and names included)."""
+    return [h for _, h, _ in map(parse_listen, config.server.listen) if not is_loopback_host(h)]
 
 
 def _check_hostport(key: str, text: str) -> None:
@@ -225,7 +251,7 @@ def validate(config: SipscaConfig) -> None:
     if config.auth.mode not in ("digest", "none"):
         raise ConfigError(f'auth.mode must be "digest" or "none", not {config.auth.mode!r}')
     if config.auth.mode == "none" and not config.auth.allow_unauthenticated:
-        public = [h for _, h, _ in listeners if not is_loopback_host(h)]
+        public = public_listeners(config)
         if public:
             raise ConfigError(
                 f'auth.mode = "none" on the non-loopback address {public[0]} needs '
@@ -242,9 +268,9 @@ def validate(config: SipscaConfig) -> None:
             f"server.listen on {wildcard[0]} (all interfaces) needs server.advertised_address "
             '(the host[:port] phones reach this server at, e.g. "sip.example.com")'
         )
-    for alg in config.auth.algorithms:
-        if alg not in ("MD5", "SHA-256"):
-            raise ConfigError(f"auth.algorithms: unsupported {alg!r} (MD5, SHA-256)")
+    _check_auth(config.auth)
+    _check_transaction(config.transaction)
+    _check_static_routes(config.proxy.static_routes)
     sca = config.sca
     if sca.hash_table_size != -1 and not 1 <= sca.hash_table_size <= 30:
         raise ConfigError(
@@ -281,6 +307,56 @@ def validate(config: SipscaConfig) -> None:
         raise ConfigError("proxy.unknown_user_status must be 404 or 480")
     if config.rpc.enabled:
         _check_rpc(config.rpc)
+
+
+def _check_auth(auth: AuthConfig) -> None:
+    """What the digest authenticator refuses at start-up (``auth.secret`` only matters, and
+    is only checked, with ``mode = "digest"``)."""
+    if not auth.algorithms:
+        raise ConfigError('auth.algorithms must name at least one of "SHA-256", "MD5"')
+    for alg in auth.algorithms:
+        if alg not in ("MD5", "SHA-256"):
+            raise ConfigError(f"auth.algorithms: unsupported {alg!r} (MD5, SHA-256)")
+    if auth.nonce_ttl <= 0:
+        raise ConfigError(f"auth.nonce_ttl must be > 0 seconds, not {auth.nonce_ttl}")
+    if auth.mode == "digest" and auth.secret and len(auth.secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"auth.secret must be at least {MIN_SECRET_BYTES} bytes "
+            "(or empty: a random secret per start)"
+        )
+
+
+def _check_transaction(tx: TransactionConfig) -> None:
+    """RFC 3261 17 timers the transaction layer can run with (``not x > 0`` refuses NaN)."""
+    if not tx.t1 > 0:
+        raise ConfigError(f"transaction.t1 must be > 0 seconds, not {tx.t1:g}")
+    if not tx.t2 >= tx.t1:
+        raise ConfigError(f"transaction.t2 ({tx.t2:g} s) must be >= transaction.t1 ({tx.t1:g} s)")
+    if not tx.t4 >= 0:
+        raise ConfigError(f"transaction.t4 must be >= 0 seconds, not {tx.t4:g}")
+    if not tx.timer_c > 0:
+        raise ConfigError(f"transaction.timer_c must be > 0 seconds, not {tx.timer_c:g}")
+
+
+def _check_static_routes(routes: tuple[tuple[str, str], ...]) -> None:
+    """Each route: a domain and a ``transport:host:port`` flow the resolver can use."""
+    for domain, flow in routes:
+        if not is_valid_host(f"[{domain}]" if ":" in domain else domain):
+            raise ConfigError(f"proxy.static_routes: {domain!r} is not a domain name or address")
+        try:
+            parsed = parse_flow(flow)
+        except RemoteProtocolError:
+            parsed = None
+        if (
+            parsed is None
+            or parsed.transport not in ("udp", "tcp", "tls")
+            or not 1 <= parsed.port <= 65535
+            or not is_valid_host(f"[{parsed.host}]" if ":" in parsed.host else parsed.host)
+        ):
+            raise ConfigError(
+                f"proxy.static_routes: the route for {domain!r}, {flow!r}, is not "
+                "transport:host:port (transport udp, tcp or tls, port 1-65535)"
+            )
 
 
 def _check_rpc(rpc: RpcConfig) -> None:

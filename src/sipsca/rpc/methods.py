@@ -56,6 +56,11 @@ USAGE_UPDATE: Final = (
     "Usage: sca.update_appearance sip:user@domain appearance-index appearance-state "
     "[appearance-uri]"
 )
+UPDATE_STATES: Final = tuple(
+    state.value for state in AppearanceState if state is not AppearanceState.ACTIVE_PENDING
+)
+"""The ``appearance-state`` values ``sca.update_appearance`` takes (Kamailio's, exact case);
+anything else faults Kamailio's ``<state>: invalid state``."""
 USAGE_RELEASE: Final = "usage: sca.release_appearance user@domain appearance-index"
 INDEX_NOT_POSITIVE: Final = "appearance-index must be > 0"
 # Kamailio has no usage text for these two (it faults 600 before reading arguments); sipsca
@@ -438,7 +443,8 @@ METHODS: Final[Mapping[str, Method]] = _table(
         "sca.update_appearance",
         (_AOR, _INDEX, _P("state"), _P("uri", required=False)),
         _update,
-        "Set an appearance's state (and appearance-uri) and NOTIFY the group.",
+        "Set an appearance's state (and appearance-uri) and NOTIFY the group; STATE is one "
+        f"of {', '.join(UPDATE_STATES)} (idle releases the appearance).",
         usage=USAGE_UPDATE,
         ignore_extra=True,
         changes_state=True,

@@ -24,8 +24,9 @@ from sipsca.runtime.metrics import Metrics
 from sipsca.runtime.overload import OverloadGuard
 from sipsca.runtime.persistence import WriteBack
 from sipsca.runtime.resolver import Resolver
-from sipsca.runtime.stateless import error_reply_bytes
+from sipsca.runtime.stateless import error_reply_bytes, stamped_via
 from sipsca.runtime.stateless_relay import relay_stray_2xx
+from sipsca.runtime.trace import describe, trace, tracing
 from sipsca.runtime.transport import Listener, TransportManager
 from sipsca.sca.effects import (
     AppearanceChanged,
@@ -38,7 +39,6 @@ from sipsca.sca.effects import (
 from sipsca.sca.engine import ScaEngine
 from sipsca.sca.model import AppearanceState, ScaEvent
 from sipsca.sip.address import Flow, parse_flow
-from sipsca.sip.fields import Via
 from sipsca.sip.message import SipRequest, SipResponse
 from sipsca.sip.parser import ParserLimits, parse_message
 from sipsca.sip.uri import SipUri, parse_uri
@@ -94,9 +94,6 @@ class _TokenSource:
 new_token = _TokenSource()
 
 
-_STAMPED = frozenset(("received", "rport"))
-
-
 def stamp_via(request: SipRequest, source: Flow) -> None:
     """Add ``received`` (RFC 3261 18.2.1) and fill ``rport`` (RFC 3581 4) in the top Via.
 
@@ -112,18 +109,9 @@ def stamp_via(request: SipRequest, source: Flow) -> None:
         problem = reply_via_problem(via, source)
         if problem is not None:
             raise RemoteProtocolError(problem)
-    rport = via.param("rport")
-    received = via.param("received")
-    if via.host == source.host and rport is None and received in (None, source.host):
-        return
-    params = [p for p in via.params if p[0].lower() not in _STAMPED]
-    if rport is not None:
-        params.append(("rport", str(source.port)))
-    if via.host != source.host or rport is not None:
-        params.append(("received", source.host))
-    request.replace_top_via(
-        Via(transport=via.transport, host=via.host, port=via.port, params=tuple(params))
-    )
+    stamped = stamped_via(via, source)
+    if stamped is not None:
+        request.replace_top_via(stamped)
 
 
 def tune_gc() -> None:
@@ -300,6 +288,8 @@ class SipApplication:
         return self.overload.active
 
     def on_bytes(self, data: bytes, flow: Flow) -> None:
+        if tracing(logging.DEBUG):
+            trace.debug("recv %s %s", flow, describe(data))
         if flow.transport == "udp":
             self.overload.observe_backlog(self.transports.udp_backlog, self.clock.monotonic())
         try:
@@ -349,8 +339,10 @@ class SipApplication:
         logger.info("malformed message from %s: %s", flow, exc.reason)
         if exc.status_hint <= 0:
             return  # nothing to answer
-        reply = error_reply_bytes(data, exc.status_hint, exc.reason)
+        reply = error_reply_bytes(data, exc.status_hint, exc.reason, flow)
         if reply is not None:
+            if tracing(logging.DEBUG):
+                trace.debug("send %s %s", flow, describe(reply))
             self.transports.send(reply, flow)
 
     def on_stream_error(self, flow: Flow, status: int, reason: str) -> None:
@@ -423,6 +415,9 @@ class SipApplication:
         elif isinstance(msg, SipResponse):
             cseq = (msg.headers.get("cseq") or "").split()
             self.metrics.message_out("response", cseq[-1] if cseq else "", msg.status)
+        if tracing(logging.DEBUG):
+            again = " (retransmission)" if item.message is None else ""
+            trace.debug("send %s %s%s", item.destination, describe(item.data), again)
         self.transports.send(item.data, item.destination)
 
     def _dispatch(self, event: object) -> None:

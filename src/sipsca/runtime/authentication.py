@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from sipsca.auth.digest import DigestAuthenticator
 from sipsca.errors import RemoteProtocolError, StorageError
@@ -97,7 +98,8 @@ class Authentication:
                 key,
             )
             return
-        if header_uri.user and header_uri.user != creds.username:
+        # the same user however the URI escapes it (RFC 3261 19.1.4: %61lice is alice)
+        if header_uri.user and unquote(header_uri.user) != creds.username:
             router.reply(request, key, 403, "Forbidden - identity mismatch")
             return
         if proxy:

@@ -78,7 +78,7 @@ class ProxyCore:
                 router.send_reply(outcome.reject, key)
                 return
             if outcome.retrieval_target:
-                targets = [type(targets[0])(outcome.retrieval_target)]
+                targets = router.retrieval_targets(outcome.retrieval_target)
             member_call_info = member_call_info or outcome.member_call_info
         invite = request.method == "INVITE"
         context = ResponseContext(request, invite=invite)
@@ -386,7 +386,12 @@ class ProxyCore:
                     app.sca.on_response(upstream, fwd.sca_request, now=app.clock.time())
                 else:
                     app.sca.on_repeated_answer(upstream)
-            app.tl.send_response(upstream, now=app.clock.monotonic(), key=fwd.key)
+            if upstream.status == 408 and not fwd.context.invite:
+                # RFC 4320 4.2: no 408 to a non-INVITE request, no final response at all
+                # (the client's own timer F has fired by now)
+                app.tl.abandon(fwd.key, now=app.clock.monotonic())
+            else:
+                app.tl.send_response(upstream, now=app.clock.monotonic(), key=fwd.key)
         if action.done:
             fwd.stop_timer_c()
         if fwd.context.finished:

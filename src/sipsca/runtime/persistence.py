@@ -167,8 +167,12 @@ class WriteBack:
             if due is None and now >= idle_until:
                 return False
             timeout = (due if due is not None else idle_until) - now
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # arrives as the event fires (a change in the same turn as the stop), and the
+            # stop then waited out its time-out and reported the changes lost.
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

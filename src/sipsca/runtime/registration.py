@@ -4,16 +4,23 @@
 :func:`~sipsca.registrar.logic.decide_register`) to the AoR's bindings and queues the
 write-back; :meth:`Registration.location` turns the live bindings into fork targets,
 each with the flow its phone registered on when that flow can still reach it.
+
+Every change of the binding table is logged (:func:`log_binding`): a contact ``added``,
+``updated`` (registered again from another flow or Path), ``removed`` (Expires 0, a
+wildcard, a newer RFC 5626 flow) or ``expired`` at INFO; a plain re-registration
+(``refreshed``) at DEBUG, since every phone does it every few minutes.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import TYPE_CHECKING
 
 from sipsca.errors import RemoteProtocolError
 from sipsca.proxy.route import is_sips_uri, secure_transport, tls_capable_binding
 from sipsca.registrar.logic import aor_of, decide_register, lookup_targets
+from sipsca.registrar.model import Binding
 from sipsca.runtime.branches import Target
 from sipsca.sip.address import Flow, parse_flow
 from sipsca.sip.message import SipRequest
@@ -22,7 +29,51 @@ from sipsca.sip.uri import SipUri, parse_uri
 if TYPE_CHECKING:
     from sipsca.runtime.routing import RequestRouter
 
-__all__ = ["Registration"]
+__all__ = ["Registration", "log_binding"]
+
+logger = logging.getLogger(__name__)
+
+
+def log_binding(
+    binding: Binding, change: str, *, now: float, flow: str = "", level: int = logging.INFO
+) -> None:
+    """One line per binding change, with its fields for JSON logs (``extra``, as the SCA
+    state changes do). ``expires``: seconds the binding has left (0 once removed); ``flow``:
+    where the change came from (the REGISTER's source; the binding's own for an expiry)."""
+    if not logger.isEnabledFor(level):
+        return  # not even the fields are built
+    expires = 0 if change in ("removed", "expired") else max(0, round(binding.expires_at - now))
+    flow = flow or binding.received or "-"
+    logger.log(
+        level,
+        "registration %s contact %s %s expires=%d flow=%s",
+        binding.aor,
+        binding.contact,
+        change,
+        expires,
+        flow,
+        extra={
+            "registration": {
+                "kind": "registration",
+                "aor": binding.aor,
+                "contact": binding.contact,
+                "change": change,
+                "expires": expires,
+                "flow": flow,
+                "call_id": binding.call_id,
+                "user_agent": binding.user_agent,
+            }
+        },
+    )
+
+
+def _change(old: Binding | None, new: Binding, now: float) -> tuple[str, int]:
+    """How an upsert changes the table: (change, log level)."""
+    if old is None or old.expires_at <= now:
+        return "added", logging.INFO
+    if old.received != new.received or old.path != new.path:
+        return "updated", logging.INFO  # the phone moved (NAT rebinding, new connection)
+    return "refreshed", logging.DEBUG
 
 
 def _request_uri(contact: str) -> str:
@@ -55,22 +106,30 @@ class Registration:
             return
         aor = aor_of(to_uri)
         current = list(app.bindings.get(aor, {}).values())
+        now = app.clock.time()
         decision = decide_register(
             request,
             current,
             aor=aor,
             source=source,
-            now=app.clock.time(),
+            now=now,
             config=app.config.registrar,
             to_tag=secrets.token_hex(6),
         )
         table = app.bindings.setdefault(aor, {})
+        flow = str(source)
         for binding in decision.upserts:
+            change, level = _change(table.get(binding.contact), binding, now)
             table[binding.contact] = binding
             app.writeback.save_binding(binding)
+            log_binding(binding, change, now=now, flow=flow, level=level)
         for b_aor, contact in decision.deletes:
-            app.bindings.get(b_aor, {}).pop(contact, None)
+            old = app.bindings.get(b_aor, {}).pop(contact, None)
             app.writeback.delete_binding((b_aor, contact))
+            if old is not None and old.expires_at <= now:
+                log_binding(old, "expired", now=now)
+            elif old is not None:
+                log_binding(old, "removed", now=now, flow=flow)
         if not table:
             app.bindings.pop(aor, None)
         router.send_reply(decision.response, key)
@@ -115,5 +174,6 @@ class Registration:
                 if binding.expires_at <= now:
                     del table[contact]
                     self.app.writeback.delete_binding((aor, contact))
+                    log_binding(binding, "expired", now=now)
             if not table:
                 del self.app.bindings[aor]

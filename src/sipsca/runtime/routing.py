@@ -143,6 +143,21 @@ class RequestRouter:
             return None
         return self.app.sca.line_for_alias(request.uri)
 
+    def retrieval_targets(self, uri: str) -> list[Target]:
+        """Where a held-call retrieval goes (sca-behaviour.md 5.8): a remote party served
+        here (the caller of a call the line answered is stored by its From URI) is found by
+        the location service, as the spiral through the proxy would find it in Kamailio;
+        any other URI is the next hop as it is."""
+        try:
+            parsed = parse_uri(uri)
+        except RemoteProtocolError:
+            return [Target(uri)]
+        if parsed.is_sip and parsed.user and self.is_myself(parsed):
+            found = self.registration.location(parsed, tls_only=parsed.scheme == "sips")
+            if found:
+                return found
+        return [Target(uri)]
+
     def from_local(self, request: SipRequest) -> bool:
         try:
             uri = request.from_.uri
@@ -208,7 +223,7 @@ class RequestRouter:
                 self.send_reply(outcome.reject, key)
                 return
         if outcome is not None and outcome.retrieval_target:
-            targets = [Target(outcome.retrieval_target)]
+            targets = self.retrieval_targets(outcome.retrieval_target)
         else:
             targets = self.registration.location(ruri, tls_only=secure)
             if not targets and self.registration.location(ruri, every=True):

@@ -11,9 +11,11 @@ pipeline.
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import TYPE_CHECKING
 
 from sipsca.proxy.validate import check_request
+from sipsca.runtime.trace import describe, trace, tracing
 from sipsca.sip.address import Flow
 from sipsca.sip.message import SipRequest, response_bytes
 from sipsca.sip.validate import validate_request
@@ -138,6 +140,8 @@ class StatelessReplies:
     def _send_stateless(self, data: bytes, method: str, status: int, dest: Flow) -> None:
         """A stateless fast-path reply: straight to the transport, counted as sent."""
         self.app.metrics.message_out("response", method, status)
+        if tracing(logging.DEBUG):
+            trace.debug("send %s %s", dest, describe(data))
         self.app.transports.send(data, dest)
 
     def shed(self, request: SipRequest, source: Flow) -> bool:

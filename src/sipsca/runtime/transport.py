@@ -312,7 +312,8 @@ class _StreamProtocol(asyncio.Protocol):
         assert self.flow is not None
         self.manager.on_stream_error(self.flow, exc.status_hint, exc.reason)
         if exc.status_hint >= 400 and self.transport is not None:
-            reply = error_reply_bytes(self.framer.unframed_head(), exc.status_hint, exc.reason)
+            head = self.framer.unframed_head()
+            reply = error_reply_bytes(head, exc.status_hint, exc.reason, self.flow)
             if reply is not None:
                 self.transport.write(reply)
         self.close()

@@ -3,8 +3,9 @@
 An INVITE from a line takes an appearance (the seized one, or the lowest free one,
 decision #8) or retrieves a held call (:mod:`sipsca.sca.retrieval`); an INVITE to a line
 shows it ``alerting`` while it rings; hold in an INVITE's or ACK's SDP (decision #5)
-marks the appearance held. CANCEL ends a call not answered yet, BYE from either side
-ends it on both lines it involves (decision #2).
+marks the appearance held (a re-INVITE's hold or resume is undone if it fails). CANCEL
+ends a call not answered yet, BYE from either side ends it on both lines it involves
+(decision #2).
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ class CallRequests:
             else:
                 appearance = by_index_or_dialog(self.core, caller, scan.index, leg)
                 if appearance is not None:
+                    # A failed re-INVITE leaves the session as it was (RFC 3261 14.1): its
+                    # final response puts this copy back (``CallResponses``).
+                    tx.backup = appearance.copy()
                     if hold is HoldState.HELD:
                         self._hold_state(appearance, scan, leg, now)
                     else:

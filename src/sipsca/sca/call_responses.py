@@ -3,8 +3,9 @@
 An INVITE's 180/183 shows the caller's appearance ``progressing``, its 2xx makes it
 ``active`` (and the called line's appearance ``active`` pending the ACK), a failure
 releases what the INVITE took or rolls a failed retrieval back (decision #3: 181/182,
-other provisionals, 401/407 and a failed re-INVITE change nothing). A 2xx toward a line
-gets ``P-Asserted-Identity`` naming the answering party, retransmissions too.
+other provisionals and 401/407 change nothing; a failed re-INVITE keeps the call, with
+the state it had before that re-INVITE). A 2xx toward a line gets
+``P-Asserted-Identity`` naming the answering party, retransmissions too.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class CallResponses:
                 self._caller_progress(tx, leg, now)
             elif 200 <= status < 300:
                 self._caller_answered(tx, leg, response, now)
+            elif status >= 300 and not tx.initial:
+                self._reinvite_failed(tx, leg, now)
             elif status >= 400:
                 self._caller_failed(tx, leg, status, now)
         if tx.callee is not None and tx.initial:
@@ -147,10 +150,18 @@ class CallResponses:
         if tx.initial:
             self.core.end_line_seize(tx.caller, appearance.owner, now, index=appearance.index)
 
+    def _reinvite_failed(self, tx: Tx, leg: Leg, now: float) -> None:
+        """A re-INVITE from the line failed: the session is as it was (RFC 3261 14.1), so
+        the appearance gets back what the request changed (a failed hold stays active, a
+        failed resume held). 401/407 too: the retry with credentials passes through again
+        and sets the state again, and a retry never sent must not leave a hold shown."""
+        if tx.backup is not None:
+            roll_back(self.core, tx.backup, leg, now)
+
     def _caller_failed(self, tx: Tx, leg: Leg, status: int, now: float) -> None:
-        """Final failure of the line's INVITE (§5.7 with decision #3)."""
+        """Final failure of the line's initial INVITE (§5.7 with decision #3)."""
         assert tx.caller is not None
-        if status in (401, 407) or not tx.initial:
+        if status in (401, 407):
             return
         table = self.core.appearances
         if tx.backup is not None:

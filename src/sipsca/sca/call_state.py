@@ -2,7 +2,7 @@
 
 A :class:`Leg` is the SCA-relevant part of one message, parsed once; :func:`caller_line`
 and :func:`callee_line` tell which line each side of it is (if any). What was decided on
-an INVITE request (line, index, retrieval backup) is a :class:`Tx`, kept in
+an INVITE request (line, index, the appearance before it) is a :class:`Tx`, kept in
 :class:`Transactions` by Call-ID, From-tag and CSeq until the final response, so the
 response handling does not depend on which copy of the request the runtime passes back.
 The request, response and retrieval handling of :mod:`sipsca.sca.calls` share these.
@@ -78,6 +78,12 @@ class Leg:
 
 @dataclass(slots=True)
 class Tx:
+    """What call tracking decided on one INVITE request.
+
+    ``backup``: the appearance as it was before the request changed it (a retrieval, or
+    a re-INVITE from the line), put back when the INVITE fails.
+    """
+
     caller: str | None
     callee: str | None
     contact: str

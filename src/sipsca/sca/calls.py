@@ -10,7 +10,7 @@ Where decisions.md fixes Kamailio, this module follows the decision:
 * #2 dialogs are stored as the INVITE had them and matched by Call-ID plus either tag,
   so ACK/BYE/re-INVITE find an answered call whichever side sends them;
 * #3 181/182 and other provisional replies change nothing, 401/407 change nothing, a
-  failed re-INVITE keeps the call;
+  failed re-INVITE keeps the call and undoes the hold or resume it announced;
 * #4 retrieving a ``held-private`` appearance from another phone gets 403;
 * #5 hold detection lives in :mod:`sipsca.sca.sdp`;
 * #6 only SCA Call-Info values are stripped, other Call-Info values stay;
@@ -18,8 +18,8 @@ Where decisions.md fixes Kamailio, this module follows the decision:
   calls to a line are shown ``alerting`` while they ring.
 
 Per INVITE transaction the tracker remembers what it decided on the request (line,
-index, retrieval backup), keyed by Call-ID, From-tag and CSeq, so the response handling
-does not depend on which copy of the request the runtime passes back.
+index, the appearance as it was before), keyed by Call-ID, From-tag and CSeq, so the
+response handling does not depend on which copy of the request the runtime passes back.
 
 :class:`CallTracker` strips the SCA Call-Info and dispatches; the work is done in
 :mod:`~sipsca.sca.call_requests` (INVITE, CANCEL, BYE, ACK),

@@ -216,9 +216,9 @@ class ScaCore:
     ) -> None:
         """End a subscription: state, NOTIFY (optional) and removal from storage.
 
-        The record stays in memory until the next purge (RPC still lists it and an
-        in-dialog re-SUBSCRIBE can revive it, as in Kamailio), but storage forgets it at
-        once so it can never come back after a restart (decisions.md #11).
+        The record stays in memory until the next purge (RPC still lists it; an in-dialog
+        SUBSCRIBE for it gets 481, unlike Kamailio which revives it, decisions.md 42), but
+        storage forgets it at once so it can never come back after a restart (#11).
         """
         subscription.state = state
         subscription.expires_at = expires_at

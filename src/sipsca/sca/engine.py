@@ -30,7 +30,7 @@ from dataclasses import replace
 from sipsca.config import ScaConfig
 from sipsca.sca import rpc
 from sipsca.sca.calls import CallTracker, RequestOutcome
-from sipsca.sca.core import ScaCore
+from sipsca.sca.core import ScaCore, log_subscription
 from sipsca.sca.effects import Effect
 from sipsca.sca.model import Appearance, AppearanceState, ScaEvent, Subscription
 from sipsca.sca.purge import purge
@@ -255,13 +255,7 @@ class ScaEngine:
             return
         if dialog is not None and dialog != (subscription.call_id, subscription.to_tag):
             return  # a late result of another dialog: says nothing of this one
-        logger.info(
-            "NOTIFY %d to %s failed (%s): %s subscription removed",
-            cseq,
-            subscription.subscriber,
-            status or "timeout",
-            subscription.event.value,
-        )
+        log_subscription(subscription, f"removed: NOTIFY {cseq} {status or 'timed out'}")
         core.subscriptions.remove(key)
         core.forget(key)
 

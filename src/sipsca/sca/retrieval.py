@@ -60,7 +60,9 @@ def retrieve(
     tx.backup = replace(held)
     tx.caller_index = held.index
     old = (held.call_id, held.from_tag, held.to_tag)
-    request.uri = held.callee
+    # The Request-URI stays as received (the runtime sends the copy to retrieval_target):
+    # the loop-detecting branch hashes the received one (RFC 3261 16.6 step 8), so a
+    # retrieval whose target is served here (a caller's From URI) spirals, not loops.
     request.headers.add("Replaces", f"{old[0]};to-tag={old[2]};from-tag={old[1]}")
     held.owner = leg.contact
     held.private_owner = ""
@@ -91,7 +93,9 @@ def _remote_side(
 
 
 def roll_back(core: ScaCore, backup: Appearance, leg: Leg, now: float) -> None:
-    """A failed retrieval leaves the call held where it was (Kamailio shows idle)."""
+    """Put back the appearance a failed INVITE changed: a failed retrieval leaves the call
+    held where it was (Kamailio shows idle), a failed hold or resume re-INVITE leaves the
+    state it announced (decisions.md 41)."""
     table = core.appearances
     current = table.get(backup.aor, backup.index)
     if current is None or current.call_id != leg.call_id:
@@ -102,4 +106,5 @@ def roll_back(core: ScaCore, backup: Appearance, leg: Leg, now: float) -> None:
     current.private_owner = backup.private_owner
     set_dialog(core, current, backup.call_id, backup.from_tag, backup.to_tag)
     table.set_state(current, backup.state, now)
-    logger.info("retrieval of %s index %d failed: restored", backup.aor, backup.index)
+    what = "retrieval" if backup.call_id != leg.call_id else "re-INVITE"
+    logger.info("%s of %s index %d failed: restored", what, backup.aor, backup.index)

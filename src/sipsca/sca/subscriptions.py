@@ -11,6 +11,8 @@ untouched; an out-of-dialog line-seize that names the index the same phone alrea
 (still seized, no call) is granted again instead of 480; the index granted by
 "lowest free" is recorded in the subscription; and a line-seize unsubscribe only
 releases an appearance that is still merely *seized* (never a call in progress).
+A subscription that has ended counts as none (RFC 6665 4.4.1): an in-dialog SUBSCRIBE
+for it gets 481, an out-of-dialog one starts afresh.
 """
 
 from __future__ import annotations
@@ -255,11 +257,24 @@ def _finish(core: ScaCore, subscription: Subscription, now: float, stored: bool)
         core.notify(subscription, now)
 
 
+def _live(core: ScaCore, parsed: _Parsed) -> Subscription | None:
+    """The subscriber's stored subscription unless it has ended.
+
+    An ended one (unsubscribed, deactivated, a line-seize used up) is kept until the purge
+    only for RPC: its final NOTIFY ended the dialog usage (RFC 6665 4.4.1), so an
+    in-dialog SUBSCRIBE for it gets 481 (Kamailio revives it) and an out-of-dialog one is
+    a new subscription, not a "rebooted phone" (decisions.md 42).
+    """
+    existing = core.subscriptions.get((parsed.aor, parsed.event, parsed.contact))
+    if existing is None or existing.state.is_terminated:
+        return None
+    return existing
+
+
 def _call_info(
     core: ScaCore, request: SipRequest, parsed: _Parsed, now: float, flow: str
 ) -> SipResponse:
-    key = (parsed.aor, parsed.event, parsed.contact)
-    existing = core.subscriptions.get(key)
+    existing = _live(core, parsed)
     if parsed.to_tag is not None:
         if not _same_dialog(existing, parsed):
             return _reply(core, request, 481, "Call Leg/Transaction Does Not Exist")
@@ -339,8 +354,7 @@ def _line_seize(
     if scan.value is None or scan.value.index is None or scan.value.index < 0:
         return _reply(core, request, 400, "Bad Request - Invalid Call-Info header")
     index = scan.value.index
-    key = (parsed.aor, parsed.event, parsed.contact)
-    existing = core.subscriptions.get(key)
+    existing = _live(core, parsed)
     if parsed.to_tag is not None and not _same_dialog(existing, parsed):
         return _reply(core, request, 481, "Call Leg/Transaction Does Not Exist")
     tag = parsed.to_tag if parsed.to_tag is not None else core.tag_factory()

@@ -30,12 +30,19 @@ from dataclasses import dataclass
 from importlib import resources
 from string import Template
 from typing import Any
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from sipsca.auth.model import Subscriber
 from sipsca.errors import ConfigError, StorageError
 from sipsca.registrar.model import Binding
 from sipsca.sca.model import Appearance, AppearanceState, ScaEvent, Subscription, SubscriptionState
-from sipsca.storage.base import SCHEMA_VERSION, AppearanceKey, BindingKey, SubscriptionKey
+from sipsca.storage.base import (
+    SCHEMA_VERSION,
+    AppearanceKey,
+    BindingKey,
+    SubscriptionKey,
+    schema_step,
+)
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -45,6 +52,7 @@ __all__ = [
     "SqlStorage",
     "Step",
     "check_identifier",
+    "check_server_url",
     "map_exceptions",
 ]
 
@@ -71,6 +79,39 @@ def check_identifier(name: str, *, what: str = "subs_table") -> str:
             f"{what}: {name!r} is not a plain SQL identifier ([A-Za-z_][A-Za-z0-9_]*)"
         )
     return name
+
+
+def check_server_url(url: str, backend: str) -> SplitResult:
+    """``url`` split into its parts, refusing what the driver would only trip over when it
+    connects, with a Python traceback rather than an error (``ValueError: Invalid IPv6 URL``,
+    ``OverflowError`` for port 99999): a ``[`` host that does not close or is no IPv6
+    address, a port that is not 1-65535 (checked for each host of a PostgreSQL host list,
+    ``host1:5432,host2:5433``), a query that is not ``name=value&...``.
+
+    Raises:
+        ConfigError: naming ``db_url``, without the URL (it may hold a password).
+    """
+
+    def malformed(problem: str) -> ConfigError:
+        return ConfigError(f"db_url: malformed {backend} URL: {problem}")
+
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # the host part only: no password in the message
+        raise malformed(f"{exc}: a host in [brackets] must be a whole IPv6 address") from None
+    for spec in parts.netloc.rpartition("@")[2].split(","):
+        if spec.startswith("["):
+            port = spec.partition("]")[2].removeprefix(":")
+        else:
+            port = spec.partition(":")[2]
+        if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise malformed("the port must be a number 1-65535")
+    if parts.query:
+        try:
+            parse_qs(parts.query, strict_parsing=True)
+        except ValueError:
+            raise malformed("the query is not name=value&...") from None
+    return parts
 
 
 @contextmanager
@@ -406,7 +447,7 @@ class SqlStorage(ABC):
                     (d.sql("INSERT INTO sipsca_schema (version) VALUES (?)"), [(SCHEMA_VERSION,)]),
                 ]
             )
-            steps.append(f"set sipsca schema version {current} -> {SCHEMA_VERSION}")
+            steps.append(schema_step(current))
         return steps
 
     # subscriptions ------------------------------------------------------------------------

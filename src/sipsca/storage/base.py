@@ -14,7 +14,14 @@ from sipsca.auth.model import Subscriber
 from sipsca.registrar.model import Binding
 from sipsca.sca.model import Appearance, ScaEvent, Subscription
 
-__all__ = ["AppearanceKey", "BindingKey", "Storage", "SubscriptionKey", "SCHEMA_VERSION"]
+__all__ = [
+    "AppearanceKey",
+    "BindingKey",
+    "Storage",
+    "SubscriptionKey",
+    "SCHEMA_VERSION",
+    "schema_step",
+]
 
 SubscriptionKey = tuple[str, ScaEvent, str]
 """(aor, event, subscriber contact)"""
@@ -25,6 +32,14 @@ BindingKey = tuple[str, str]
 
 SCHEMA_VERSION = 1
 """Version of sipsca's own tables (``sca_subscriptions`` itself is Kamailio's table version 2)."""
+
+
+def schema_step(current: int | None) -> str:
+    """The step ``migrate`` reports when it records :data:`SCHEMA_VERSION` over ``current``
+    (None: a database sipsca had not initialised)."""
+    if current is None:
+        return f"set sipsca schema version {SCHEMA_VERSION} (new database)"
+    return f"set sipsca schema version {current} -> {SCHEMA_VERSION}"
 
 
 class Storage(Protocol):

@@ -17,7 +17,13 @@ from sipsca.errors import StorageError
 from sipsca.registrar.model import Binding
 from sipsca.sca.model import Appearance, ScaEvent, Subscription
 from sipsca.storage._sql import check_identifier
-from sipsca.storage.base import SCHEMA_VERSION, AppearanceKey, BindingKey, SubscriptionKey
+from sipsca.storage.base import (
+    SCHEMA_VERSION,
+    AppearanceKey,
+    BindingKey,
+    SubscriptionKey,
+    schema_step,
+)
 
 __all__ = ["MemoryStorage"]
 
@@ -72,7 +78,7 @@ class MemoryStorage:
             raise StorageError(f"schema {self._version} is newer than sipsca's {SCHEMA_VERSION}")
         if self._version == SCHEMA_VERSION:
             return []
-        steps = [f"set sipsca schema version {self._version} -> {SCHEMA_VERSION}"]
+        steps = [schema_step(self._version)]
         self._version = SCHEMA_VERSION
         return steps
 

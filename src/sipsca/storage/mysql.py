@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import aiomysql
 
@@ -24,6 +24,7 @@ from sipsca.storage._sql import (
     Row,
     SqlStorage,
     Step,
+    check_server_url,
     latest_subscriptions,
     map_exceptions,
     subscription_row,
@@ -64,14 +65,13 @@ class _LoggingCursor(aiomysql.Cursor):  # type: ignore[misc]
 
 def parse_mysql_url(url: str) -> dict[str, Any]:
     """``mysql://user:password@host:port/database`` -> aiomysql connect arguments."""
-    parts = urlsplit(url)
+    parts = check_server_url(url, "MySQL")
     database = parts.path.lstrip("/")
-    if not parts.hostname or not database:
-        raise ConfigError(f"db_url: a MySQL URL needs a host and a database: {parts.scheme}://...")
-    try:
-        port = parts.port or 3306
-    except ValueError as exc:
-        raise ConfigError(f"db_url: bad MySQL port: {exc}") from None
+    if not parts.hostname or not database or "," in parts.netloc.rpartition("@")[2]:
+        raise ConfigError(
+            f"db_url: a MySQL URL needs one host and a database: {parts.scheme}://..."
+        )
+    port = parts.port or 3306
     return {
         "host": parts.hostname,
         "port": port,

@@ -1,5 +1,8 @@
 """PostgreSQL backend (asyncpg pool), for servers that share one database.
 
+The URL is checked when the backend is built (:func:`~sipsca.storage._sql.check_server_url`),
+so ``check-config`` refuses a malformed one.
+
 The pool connects at :meth:`PostgresStorage.open` (``min_size=1``) so that a wrong DSN fails
 at start-up, and each attempt gives up after ``CONNECT_TIMEOUT`` seconds.
 """
@@ -12,7 +15,15 @@ from typing import Any
 import asyncpg
 
 from sipsca.errors import StorageError
-from sipsca.storage._sql import CONNECT_TIMEOUT, POSTGRES, Row, SqlStorage, Step, map_exceptions
+from sipsca.storage._sql import (
+    CONNECT_TIMEOUT,
+    POSTGRES,
+    Row,
+    SqlStorage,
+    Step,
+    check_server_url,
+    map_exceptions,
+)
 
 __all__ = ["PostgresStorage"]
 
@@ -39,6 +50,7 @@ class PostgresStorage(SqlStorage):
         pool_size: int = 4,
     ) -> None:
         super().__init__(subs_table=subs_table, server_id=server_id)
+        check_server_url(dsn, "PostgreSQL")  # a ConfigError now, not a traceback at open()
         self.dsn = dsn
         self.pool_size = pool_size
         self._pool: Any = None
@@ -46,7 +58,8 @@ class PostgresStorage(SqlStorage):
     async def open(self) -> None:
         if self._pool is not None:
             return
-        with map_exceptions(_ERRORS, "postgresql: cannot connect"):
+        # ValueError: a DSN asyncpg cannot read (what check_server_url does not look at)
+        with map_exceptions((*_ERRORS, ValueError), "postgresql: cannot connect"):
             self._pool = await asyncpg.create_pool(
                 self.dsn, min_size=1, max_size=self.pool_size, timeout=CONNECT_TIMEOUT
             )

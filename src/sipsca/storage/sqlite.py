@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +30,8 @@ _ERRORS = (sqlite3.Error, OSError)
 T = TypeVar("T")
 BUSY_TIMEOUT = 5.0
 """Seconds a write waits for another process's lock on the file before it fails."""
+_WORKER_STOP_TIMEOUT = 5.0
+"""Seconds to wait for the thread of a connection that failed to open to end."""
 _BUSY_SLICE_MS = 100
 """SQLite's own busy wait per attempt: short, because a statement running in aiosqlite's
 thread cannot be interrupted, so a cancelled write (time limit, graceful stop) would otherwise
@@ -53,6 +56,19 @@ async def _patiently(call: Callable[..., Awaitable[T]], *args: Any) -> T:
         await asyncio.sleep(0.02)
 
 
+async def _worker_stopped(conn: aiosqlite.Connection) -> None:
+    """Wait (bounded) until the worker thread of a connection that failed to open is gone.
+
+    aiosqlite answers a failed connect by queueing its thread's stop without waiting for it:
+    the thread then reports to the event loop, which a start-up error may have closed by
+    then (``RuntimeError: Event loop is closed`` in ``_connection_worker_thread``), and as a
+    non-daemon thread it keeps the process alive until it is done.
+    """
+    thread = getattr(conn, "_thread", None)  # aiosqlite has no public handle on it
+    if isinstance(thread, threading.Thread) and thread.is_alive():
+        await asyncio.to_thread(thread.join, _WORKER_STOP_TIMEOUT)
+
+
 class SqliteStorage(SqlStorage):
     """Storage in one SQLite file (``:memory:`` works too, for throwaway use)."""
 
@@ -69,7 +85,12 @@ class SqliteStorage(SqlStorage):
         self._read_lock = asyncio.Lock()
 
     async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn = aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await conn
+        except BaseException:
+            await _worker_stopped(conn)
+            raise
         try:
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=NORMAL")
@@ -99,10 +120,12 @@ class SqliteStorage(SqlStorage):
         conn, self._conn = self._conn, None
         reader, self._reader = self._reader, None
         with map_exceptions(_ERRORS, "sqlite: close"):
-            if reader is not None:
-                await reader.close()
-            if conn is not None:
-                await conn.close()
+            try:
+                if reader is not None:
+                    await reader.close()
+            finally:  # each connection has a thread that would keep the process alive
+                if conn is not None:
+                    await conn.close()
 
     def _connection(self) -> aiosqlite.Connection:
         if self._conn is None:

@@ -153,7 +153,8 @@ class TransactionLayer(TransactionCore):
         retired = self._retired.get(key)
         if retired is not None:  # a retransmission to a retired (Completed) transaction
             _, _, data, transport, host, port = retired
-            self._outbox.append(Outgoing(data=data, destination=Flow(transport, host, port)))
+            if data:  # an abandoned one has nothing to send again
+                self._outbox.append(Outgoing(data=data, destination=Flow(transport, host, port)))
             return
         if method == "INVITE":
             self._server[key] = ServerInviteTransaction(key, request, via, source)
@@ -318,6 +319,23 @@ class TransactionLayer(TransactionCore):
             and tx.state is not State.TERMINATED
         ):
             self._index_rfc2543_ack(tx, response)
+
+    def abandon(self, key: str, *, now: float) -> None:
+        """End non-INVITE server transaction ``key`` without a final response.
+
+        RFC 4320 4.2: a transaction-stateful element MUST NOT send a 408 to a non-INVITE
+        request; one that cannot answer in time sends no final response at all (the
+        client's timer F has fired by then). The transaction still absorbs retransmissions
+        of the request for timer J, silently, so they are not taken for new requests.
+        Unknown or already answered transactions are left alone.
+        """
+        tx = self._server.get(key)
+        if not isinstance(tx, ServerNonInviteTransaction):
+            return
+        if tx.state not in (State.TRYING, State.PROCEEDING):
+            return
+        wait = 0.0 if tx.reliable else self._timer_values.b
+        self._retire(tx, now, wait)
 
     def _response_key(self, response: SipResponse) -> str | None:
         try:
