@@ -83,6 +83,11 @@ def test_the_root_level_still_applies_to_the_libraries(logging_setup: io.StringI
     logging.getLogger("aiosqlite").info("hidden")
     logging.getLogger("aiosqlite").warning("shown")
     assert "hidden" not in logging_setup.getvalue() and "shown" in logging_setup.getvalue()
+    logging.getLogger().setLevel(logging.ERROR)  # --log-level error: their warnings too
+    logging.getLogger("asyncio").warning("quiet warning")
+    logging.getLogger("asyncio").error("loud error")
+    assert "quiet warning" not in logging_setup.getvalue()
+    assert "loud error" in logging_setup.getvalue()
 
 
 @pytest.mark.parametrize(

@@ -74,8 +74,21 @@ CONSTRUCTOR_CHECKS = [
         id="t1-above-t2",
     ),
     pytest.param({"transaction": {"t4": -1}}, "transaction.t4 must be >= 0", id="t4-negative"),
-    pytest.param({"auth": {"algorithms": []}}, "auth.algorithms must name", id="no-algorithms"),
-    pytest.param({"auth": {"nonce_ttl": -1}}, "auth.nonce_ttl must be > 0", id="nonce-ttl"),
+    pytest.param(
+        {"auth": {"mode": "digest", "algorithms": []}},
+        "auth.algorithms must name",
+        id="no-algorithms",
+    ),
+    pytest.param(
+        {"auth": {"mode": "digest", "algorithms": ["SHA-512"]}},
+        "auth.algorithms: unsupported 'SHA-512'",
+        id="unknown-algorithm",
+    ),
+    pytest.param(
+        {"auth": {"mode": "digest", "nonce_ttl": -1}},
+        "auth.nonce_ttl must be > 0",
+        id="nonce-ttl",
+    ),
     pytest.param(
         {"proxy": {"static_routes": [["example.net", "bogus"]]}},
         "proxy.static_routes: the route for 'example.net', 'bogus', is not transport:host:port",
@@ -295,3 +308,13 @@ def vars_of(section: object) -> dict[str, object]:
     import dataclasses
 
     return {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}  # type: ignore[arg-type]
+
+
+def test_a_scoped_ipv6_listen_address_is_still_accepted() -> None:
+    """The listen syntax check must not refuse a link-local address with its zone."""
+    from sipsca.cli.settings import parse_listen
+    from sipsca.errors import ConfigError
+
+    assert parse_listen("udp:[fe80::1%eth0]:5060") == ("udp", "fe80::1%eth0", 5060)
+    with pytest.raises(ConfigError):
+        parse_listen("udp:[fe80::zz%eth0]:5060")

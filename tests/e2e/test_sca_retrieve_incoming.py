@@ -59,3 +59,35 @@ async def test_retrieve_held_incoming_call_from_a_local_caller(
     await line.broadcast(lambda v: ci(1, "active") in v, strict=False)
     await line.settle()
     assert await appearances(line) == [(1, "active")]
+
+
+async def test_retrieval_to_an_unregistered_local_caller_fails_and_rolls_back(
+    make_line: Any,
+) -> None:
+    """The caller's From names a user served here who is not registered (a gateway's
+    caller, a phone gone offline): the retrieval gets 404 at once and the call stays
+    ``held`` for the group. Sent to its own address it spiralled, and its second pass
+    through the call tracker replaced the first's record, so the group saw ``active``."""
+    line: Line = await make_line()
+    a = await line.member("A", uas="ring")
+    b = await line.member("B", uas="manual")
+    carol = await line.callee("carol", "carol", uas="answer")
+    ghost = f"sip:dave@127.0.0.1:{line.server.port}"  # served here, nobody registered
+    call = await carol.invite(AOR, from_uri=ghost, wait=False)
+    inc_b = await b.wait_incoming()
+    await b.answer(inc_b)
+    assert (await carol.finish_invite(call)).status == 200
+    await line.broadcast(lambda v: ci(1, "active") in v, strict=False)
+    await line.settle()
+    line.drain()
+    held = await b.reinvite(inc_b, "sendonly", call_info=line.seize_ci % 1)
+    assert held.status == 200, held
+    await line.broadcast(lambda v: ci(1, "held") in v, strict=False)
+    await line.settle()
+    line.drain()
+
+    retrieve = await a.invite(AOR, call_info=line.seize_ci % 1, timeout=8)
+    assert retrieve.final is not None and retrieve.final.status == 404, retrieve.final
+    await line.broadcast(lambda v: ci(1, "held") in v, strict=False)
+    await line.settle()
+    assert await appearances(line) == [(1, "held")]

@@ -493,6 +493,39 @@ async def test_tls_garbage_is_closed_quietly(make_server: Any, kind: str) -> Non
         async with StreamClient(srv.tls_addr, tls=True) as good:
             assert (await ask(good, srv)).status == 200
         await still_served(srv, bystander)
+    # each is counted under its reason (app-garbage: a framing error, closed with a 400)
+    reason = {"record-garbage": "tls_error", "app-garbage": None}.get(kind, "tls_handshake")
+    if reason is not None:
+        assert await asyncio.to_thread(dropped_total, srv, reason) == 1
+
+
+def _close_notify_then_eof(addr: tuple[str, int], sip: bytes) -> bool:
+    """A TLS client sends a request, reads its answer, then sends close_notify (no TCP
+    FIN): True when the server answers with its own close_notify and closes within 3 s."""
+    with socket.create_connection(addr, timeout=3) as sock:
+        tls = _tls_client_context().wrap_socket(sock)
+        sock.detach()
+        tls.settimeout(3)
+        tls.sendall(sip)
+        if not tls.recv(65535).startswith(b"SIP/2.0 200"):
+            return False
+        try:
+            raw = tls.unwrap()  # waits for the server's close_notify
+        except (TimeoutError, ssl.SSLError, OSError):
+            tls.close()
+            return False
+        with raw:
+            return read_to_end(raw, 3)[0]
+
+
+async def test_tls_close_notify_closes_the_connection(make_server: Any) -> None:
+    """A peer's close_notify gets ours and the connection closes (RFC 8446 6.1; asyncio's
+    SSL transport did this): it used to keep its slot until the idle time-out (600 s)."""
+    srv = make_server(tls=True)
+    sip = options(srv, f"SIP/2.0/TLS {HOST}:9;branch=z9hG4bK{rand(12)}")
+    assert await asyncio.to_thread(_close_notify_then_eof, srv.tls_addr, sip)
+    async with StreamClient(srv.tls_addr, tls=True) as good:
+        assert (await ask(good, srv)).status == 200
 
 
 # ------------------------------------------------------------------------------ 4 pipelining

@@ -190,18 +190,23 @@ class DigestAuthenticator:
             ConfigError: empty/short secret, unknown algorithm, or bad bounds.
         """
         if len(secret) < MIN_SECRET_BYTES:
-            raise ConfigError(f"auth secret must be at least {MIN_SECRET_BYTES} bytes")
+            raise ConfigError(
+                f"auth.secret must be at least {MIN_SECRET_BYTES} bytes "
+                "(or empty: a random secret per start)"
+            )
         canon: list[str] = []
         for name in algorithms:
             alg = _canonical_algorithm(name)
             if alg is None:
-                raise ConfigError(f"Unsupported digest algorithm {name!r} (use SHA-256, MD5)")
+                raise ConfigError(f"auth.algorithms: unsupported {name!r} (use SHA-256, MD5)")
             if alg not in canon:
                 canon.append(alg)
         if not canon:
-            raise ConfigError("auth algorithms must not be empty")
-        if nonce_ttl <= 0 or max_tracked_nonces <= 0:
-            raise ConfigError("nonce_ttl and max_tracked_nonces must be positive")
+            raise ConfigError('auth.algorithms must name at least one of "SHA-256", "MD5"')
+        if not nonce_ttl > 0:
+            raise ConfigError(f"auth.nonce_ttl must be > 0 seconds, not {nonce_ttl}")
+        if max_tracked_nonces <= 0:
+            raise ConfigError("max_tracked_nonces must be positive")
         self._secret = secret
         self.nonce_ttl = nonce_ttl
         self.algorithms: tuple[str, ...] = tuple(canon)

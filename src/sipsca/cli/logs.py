@@ -54,8 +54,6 @@ class _RootLevelFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING:
-            return True
         name = record.name
         if name.startswith(THIRD_PARTY) and name.partition(".")[0] in THIRD_PARTY:
             return record.levelno >= logging.getLogger().getEffectiveLevel()

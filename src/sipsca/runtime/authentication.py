@@ -12,13 +12,13 @@ import logging
 import os
 import secrets
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
 
 from sipsca.auth.digest import DigestAuthenticator
 from sipsca.errors import RemoteProtocolError, StorageError
 from sipsca.runtime.persistence import SubscriberCache
 from sipsca.sip.address import Flow
 from sipsca.sip.message import SipRequest
+from sipsca.sip.uri import unescape
 
 if TYPE_CHECKING:
     from sipsca.runtime.routing import RequestRouter
@@ -99,7 +99,7 @@ class Authentication:
             )
             return
         # the same user however the URI escapes it (RFC 3261 19.1.4: %61lice is alice)
-        if header_uri.user and unquote(header_uri.user) != creds.username:
+        if header_uri.user and unescape(header_uri.user) != creds.username:
             router.reply(request, key, 403, "Forbidden - identity mismatch")
             return
         if proxy:

@@ -52,7 +52,9 @@ KNOWN_METHODS: Final = frozenset(
 )  # fmt: skip
 KNOWN_TRANSPORTS: Final = frozenset({"udp", "tcp", "tls", "ws", "wss", "sctp"})
 SCA_EVENTS: Final = ("call-info", "line-seize")
-DROP_REASONS: Final = frozenset({"limit", "message_timeout", "not_reading", "tls_handshake"})
+DROP_REASONS: Final = frozenset(
+    {"limit", "message_timeout", "not_reading", "tls_handshake", "tls_error"}
+)
 """Why the transport refused or dropped a stream connection."""
 APPEARANCE_STATES: Final = (
     "seized", "progressing", "alerting", "active", "held", "held-private",

@@ -146,16 +146,15 @@ class RequestRouter:
     def retrieval_targets(self, uri: str) -> list[Target]:
         """Where a held-call retrieval goes (sca-behaviour.md 5.8): a remote party served
         here (the caller of a call the line answered is stored by its From URI) is found by
-        the location service, as the spiral through the proxy would find it in Kamailio;
+        the location service, as the spiral through the proxy would find it in Kamailio
+        (none bound: no target, the caller is answered here and the retrieval rolled back);
         any other URI is the next hop as it is."""
         try:
             parsed = parse_uri(uri)
         except RemoteProtocolError:
             return [Target(uri)]
         if parsed.is_sip and parsed.user and self.is_myself(parsed):
-            found = self.registration.location(parsed, tls_only=parsed.scheme == "sips")
-            if found:
-                return found
+            return self.registration.location(parsed, tls_only=parsed.scheme == "sips")
         return [Target(uri)]
 
     def from_local(self, request: SipRequest) -> bool:
@@ -232,11 +231,11 @@ class RequestRouter:
                 self.refuse_sips(request, key, required=not secure)
                 app.proxy.sca_local_failure(request, key, 480)
                 return
-            if not targets:
-                status = app.config.proxy.unknown_user_status
-                self.reply(request, key, status, "Not Found" if status == 404 else None)
-                app.proxy.sca_local_failure(request, key, status)
-                return
+        if not targets:  # an unknown or offline user (or retrieval target served here)
+            status = app.config.proxy.unknown_user_status
+            self.reply(request, key, status, "Not Found" if status == 404 else None)
+            app.proxy.sca_local_failure(request, key, status)
+            return
         member_call_info = outcome.member_call_info if outcome is not None else None
         app.proxy.relay(
             request,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any, Protocol
+from typing import Protocol
 
 __all__ = ["StreamTransport", "TlsServerTransport"]
 
@@ -42,6 +42,8 @@ class TlsServerTransport:
         self._outgoing = ssl.MemoryBIO()
         self._session = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self.established = False
+        self.peer_closed = False
+        """The peer sent close_notify: nothing more will come, the connection should close."""
 
     def receive(self, data: bytes) -> bytes:
         """Feed TLS records from the peer; the application bytes they carried (none while
@@ -58,9 +60,13 @@ class TlsServerTransport:
             while True:
                 try:
                     chunk = self._session.read(_READ_CHUNK)
-                except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                except ssl.SSLWantReadError:
                     break
-                if not chunk:
+                except ssl.SSLZeroReturnError:
+                    self.peer_closed = True
+                    break
+                if not chunk:  # b"": the peer's close_notify (no data is SSLWantReadError)
+                    self.peer_closed = True
                     break
                 chunks.append(chunk)
             return b"".join(chunks)
@@ -106,10 +112,3 @@ class TlsServerTransport:
 
     def resume_reading(self) -> None:
         self.raw.resume_reading()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "ssl_object":
-            return self._session
-        if name == "peercert":
-            return self._session.getpeercert()
-        return self.raw.get_extra_info(name, default)

@@ -275,8 +275,17 @@ class _StreamProtocol(asyncio.Protocol):
                     self._deadline = None
                 self.transport = self._tls
                 self._start()
+            if self._tls.peer_closed:  # close_notify: serve what came with it, then close
+                if data:
+                    self._receive(data)
+                self.close()
+                return
             if not data:
                 return
+        self._receive(data)
+
+    def _receive(self, data: bytes) -> None:
+        """SIP bytes from the peer (decrypted, for TLS): frame them and hand them up."""
         self._touch()
         assert self.flow is not None
         pings = self.framer.pings

@@ -104,11 +104,13 @@ class Transactions:
         self._tx: dict[TxKey, Tx] = {}
 
     def remember(self, request: SipRequest, leg: Leg, tx: Tx) -> None:
+        """Keep what was decided on an INVITE; a second pass of the same transaction (a
+        spiral through this proxy) keeps the first record, which holds the backup."""
         try:
             cseq = request.cseq.number
         except RemoteProtocolError:
             return
-        self._tx[(leg.call_id, leg.from_tag, cseq)] = tx
+        self._tx.setdefault((leg.call_id, leg.from_tag, cseq), tx)
 
     def recall(self, request: SipRequest, leg: Leg, final: bool) -> Tx | None:
         """What was decided on ``request``, if it was remembered; forgotten once ``final``."""

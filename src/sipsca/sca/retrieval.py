@@ -60,9 +60,9 @@ def retrieve(
     tx.backup = replace(held)
     tx.caller_index = held.index
     old = (held.call_id, held.from_tag, held.to_tag)
-    # The Request-URI stays as received (the runtime sends the copy to retrieval_target):
-    # the loop-detecting branch hashes the received one (RFC 3261 16.6 step 8), so a
-    # retrieval whose target is served here (a caller's From URI) spirals, not loops.
+    # The Request-URI stays as received: the runtime sends the copy to retrieval_target
+    # (through its location service when that is served here), and the loop-detecting
+    # branch hashes the Request-URI as received (RFC 3261 16.6 step 8).
     request.headers.add("Replaces", f"{old[0]};to-tag={old[2]};from-tag={old[1]}")
     held.owner = leg.contact
     held.private_owner = ""

@@ -222,9 +222,10 @@ def _invite_rejected(
     assert tx.request is not None
     ack = build_ack(tx.request, msg)
     _finished(tx)
-    # Only the bytes are kept: this same object is re-sent for every retransmitted final.
+    # Only the bytes are kept: this same object is re-sent for every retransmitted final
+    # (the first send carries the message, which marks it as no retransmission).
     tx.ack = Outgoing(data=ack.to_bytes(), destination=tx.destination)
-    core._send(tx.ack)
+    core._send(Outgoing(data=tx.ack.data, destination=tx.destination, message=ack))
     _report(core, tx, now, msg, src)
     core._arm(tx, Timer.D, now, 0.0 if tx.reliable else core._timer_values.d)
 

@@ -73,11 +73,17 @@ class TimerValues:
             ConfigError: T1 or T2 not positive, T2 below T1, T4 negative, or timer C not
                 positive while enabled (a zero retransmission interval would spin).
         """
-        t1 = config.t1
-        if not (t1 > 0 and config.t2 >= t1 and config.t4 >= 0):
-            raise ConfigError(f"transaction timers need 0 < t1 <= t2 and t4 >= 0, got {config}")
+        t1 = config.t1  # ``not x > 0`` refuses NaN too
+        if not t1 > 0:
+            raise ConfigError(f"transaction.t1 must be > 0 seconds, not {t1:g}")
+        if not config.t2 >= t1:
+            raise ConfigError(
+                f"transaction.t2 ({config.t2:g} s) must be >= transaction.t1 ({t1:g} s)"
+            )
+        if not config.t4 >= 0:
+            raise ConfigError(f"transaction.t4 must be >= 0 seconds, not {config.t4:g}")
         if timer_c and not config.timer_c > 0:
-            raise ConfigError(f"transaction timer_c must be positive, got {config.timer_c}")
+            raise ConfigError(f"transaction.timer_c must be > 0 seconds, not {config.timer_c:g}")
         return cls(
             t1=t1,
             t2=config.t2,
