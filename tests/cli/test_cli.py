@@ -6,7 +6,6 @@ import dataclasses
 import re
 import socket
 import subprocess
-import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from helpers.inprocess import run
 from helpers.server import SipscaProcess, to_toml
 from sipsca.cli.main import cli
 from sipsca.cli.settings import load_config
@@ -22,19 +22,6 @@ from sipsca.config import SipscaConfig
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "sipsca.example.toml"
-
-
-def run(
-    *args: str, cwd: Path | None = None, timeout: float = 30
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sipsca", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def free_port() -> int:

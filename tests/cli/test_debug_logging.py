@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from helpers.inprocess import captured_app
 from helpers.server import SipscaProcess
 from sipsca.cli import logs
 from sipsca.cli.main import cli
-from sipsca.config import ServerConfig, SipscaConfig
 from sipsca.runtime.app import SipApplication
 from sipsca.sip.address import Flow
-from sipsca.storage.memory import MemoryStorage
 
 PHONE = Flow("udp", "127.0.0.1", 5062)
 
@@ -110,17 +109,8 @@ def test_describe(data: bytes, summary: str) -> None:
 
 @pytest.fixture
 async def app() -> AsyncIterator[tuple[SipApplication, list[bytes]]]:
-    storage = MemoryStorage()
-    await storage.open()
-    application = SipApplication(SipscaConfig(server=ServerConfig(domains=("127.0.0.1",))), storage)
-    await application.start(("udp:127.0.0.1:0",))
-    sent: list[bytes] = []
-    application.transports.send = lambda data, flow: sent.append(data)  # type: ignore[method-assign]
-    try:
-        yield application, sent
-    finally:
-        await application.stop()
-        await storage.close()
+    async with captured_app() as captured:
+        yield captured
 
 
 async def test_every_message_in_and_out_is_traced_while_debug_is_on(

@@ -8,7 +8,6 @@ worker threads running, so the process printed its error and then hung forever.
 from __future__ import annotations
 
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -16,24 +15,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from helpers.inprocess import run
 from helpers.server import free_port, to_toml
 from sipsca.cli.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
 SERVE_TIMEOUT = 20.0
 """Seconds ``serve`` may take to refuse a config; it used to hang instead."""
-
-
-def run(*args: str, cwd: Path, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """``python -m sipsca ARGS``; a TimeoutExpired (the child killed) fails the test."""
-    return subprocess.run(
-        [sys.executable, "-m", "sipsca", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def assert_refused(out: subprocess.CompletedProcess[str], needle: str) -> None:

@@ -13,9 +13,33 @@ from typing import Any
 
 import pytest
 
+from helpers.phone import Call, IncomingCall, Phone
 from helpers.sca import Line, appearances, ci
 
 AOR = "sip:1000@127.0.0.1"
+
+
+async def held_incoming_call(
+    line: Line, from_uri: str | None
+) -> tuple[Phone, Phone, Call, IncomingCall]:
+    """Carol (registered here; From ``from_uri``, else her AoR) calls the line, B answers
+    and holds it on index 1. Returns (A, Carol, Carol's call, B's incoming call)."""
+    a = await line.member("A", uas="ring")
+    b = await line.member("B", uas="manual")
+    carol = await line.callee("carol", "carol", uas="answer")
+    call = await carol.invite(AOR, from_uri=from_uri, wait=False)
+    inc_b = await b.wait_incoming()
+    await b.answer(inc_b)
+    assert (await carol.finish_invite(call)).status == 200
+    await line.broadcast(lambda v: ci(1, "active") in v, strict=False)
+    await line.settle()
+    line.drain()
+    held = await b.reinvite(inc_b, "sendonly", call_info=line.seize_ci % 1)
+    assert held.status == 200, held
+    await line.broadcast(lambda v: ci(1, "held") in v, strict=False)
+    await line.settle()
+    line.drain()
+    return a, carol, call, inc_b
 
 
 @pytest.mark.parametrize("from_port", [True, False], ids=["from-with-our-port", "from-no-port"])
@@ -26,23 +50,8 @@ async def test_retrieve_held_incoming_call_from_a_local_caller(
     with ``Replaces`` naming Carol's call reaches Carol's phone, A gets her 200 and the
     group sees index 1 ``active`` again."""
     line: Line = await make_line()
-    a = await line.member("A", uas="ring")
-    b = await line.member("B", uas="manual")
-    carol = await line.callee("carol", "carol", uas="answer")
     from_uri = f"sip:carol@127.0.0.1:{line.server.port}" if from_port else None
-    call = await carol.invite(AOR, from_uri=from_uri, wait=False)
-    inc_b = await b.wait_incoming()
-    await b.answer(inc_b)
-    assert (await carol.finish_invite(call)).status == 200
-    await line.broadcast(lambda v: ci(1, "active") in v, strict=False)
-    await line.settle()
-    line.drain()
-
-    held = await b.reinvite(inc_b, "sendonly", call_info=line.seize_ci % 1)
-    assert held.status == 200, held
-    await line.broadcast(lambda v: ci(1, "held") in v, strict=False)
-    await line.settle()
-    line.drain()
+    a, carol, call, inc_b = await held_incoming_call(line, from_uri)
 
     calls_before = len(carol.incoming)
     retrieve = await a.invite(AOR, call_info=line.seize_ci % 1, timeout=8)
@@ -69,22 +78,8 @@ async def test_retrieval_to_an_unregistered_local_caller_fails_and_rolls_back(
     ``held`` for the group. Sent to its own address it spiralled, and its second pass
     through the call tracker replaced the first's record, so the group saw ``active``."""
     line: Line = await make_line()
-    a = await line.member("A", uas="ring")
-    b = await line.member("B", uas="manual")
-    carol = await line.callee("carol", "carol", uas="answer")
     ghost = f"sip:dave@127.0.0.1:{line.server.port}"  # served here, nobody registered
-    call = await carol.invite(AOR, from_uri=ghost, wait=False)
-    inc_b = await b.wait_incoming()
-    await b.answer(inc_b)
-    assert (await carol.finish_invite(call)).status == 200
-    await line.broadcast(lambda v: ci(1, "active") in v, strict=False)
-    await line.settle()
-    line.drain()
-    held = await b.reinvite(inc_b, "sendonly", call_info=line.seize_ci % 1)
-    assert held.status == 200, held
-    await line.broadcast(lambda v: ci(1, "held") in v, strict=False)
-    await line.settle()
-    line.drain()
+    a, _, _, _ = await held_incoming_call(line, ghost)
 
     retrieve = await a.invite(AOR, call_info=line.seize_ci % 1, timeout=8)
     assert retrieve.final is not None and retrieve.final.status == 404, retrieve.final

@@ -3,18 +3,15 @@ expired at INFO, a plain refresh at DEBUG; JSON lines carry the binding's fields
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from collections.abc import AsyncIterator
 
 import pytest
 
-from sipsca.cli import logs
-from sipsca.config import ServerConfig, SipscaConfig
+from helpers.inprocess import captured_app, json_logs
 from sipsca.runtime.app import SipApplication
 from sipsca.sip.address import Flow
-from sipsca.storage.memory import MemoryStorage
 
 PHONE = Flow("udp", "127.0.0.1", 5062)
 MOVED = Flow("udp", "127.0.0.1", 5064)
@@ -41,17 +38,8 @@ def register(cseq: int, expires: int, *, contact: str = f"<{CONTACT}>") -> bytes
 
 @pytest.fixture
 async def app() -> AsyncIterator[SipApplication]:
-    storage = MemoryStorage()
-    await storage.open()
-    application = SipApplication(SipscaConfig(server=ServerConfig(domains=("127.0.0.1",))), storage)
-    await application.start(("udp:127.0.0.1:0",))
-    sent: list[bytes] = []
-    application.transports.send = lambda data, flow: sent.append(data)  # type: ignore[method-assign]
-    try:
+    async with captured_app() as (application, _):
         yield application
-    finally:
-        await application.stop()
-        await storage.close()
 
 
 def changes(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
@@ -97,18 +85,8 @@ async def test_a_refresh_is_not_logged_at_info(
 async def test_json_lines_carry_the_binding_fields(
     app: SipApplication, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stream = io.StringIO()
-    monkeypatch.setattr(logs.sys, "stderr", stream)
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    try:
-        logs.setup_logging("info", "json")
+    with json_logs(monkeypatch) as stream:
         app.on_bytes(register(1, 300), PHONE)
-    finally:
-        root.handlers[:], _ = saved
-        root.setLevel(saved[1])
-        for name in ("aiosqlite", "asyncio", "asyncpg", "aiomysql", "aiohttp"):
-            logging.getLogger(name).setLevel(logging.NOTSET)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     (line,) = [line for line in lines if line["logger"] == LOGGER]
     assert {k: line[k] for k in ("kind", "aor", "contact", "change", "expires", "flow")} == {
