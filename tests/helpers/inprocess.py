@@ -23,14 +23,19 @@ __all__ = ["captured_app", "json_logs", "run"]
 
 
 def run(
-    *args: str, cwd: Path | None = None, timeout: float = 30.0
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m sipsca ARGS``; a TimeoutExpired (the child killed) fails the test."""
+    """``python -m sipsca ARGS`` (bounded; a TimeoutExpired, the child killed, fails the
+    test); never raises on a non-zero exit."""
     return subprocess.run(
         [sys.executable, "-m", "sipsca", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
     )

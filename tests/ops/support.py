@@ -20,7 +20,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -31,6 +30,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from helpers.inprocess import run
 from helpers.server import REPO, SipscaProcess, free_port, to_toml
 
 __all__ = [
@@ -62,16 +62,8 @@ def _env() -> dict[str, str]:
 def cli(
     *args: str, timeout: float = CLI_TIMEOUT, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m sipsca ARGS`` (bounded); never raises on a non-zero exit."""
-    return subprocess.run(
-        [sys.executable, "-m", "sipsca", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=_env(),
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-    )
+    """Run ``python -m sipsca ARGS`` (bounded) with the tests' clean environment."""
+    return run(*args, timeout=timeout, cwd=cwd, env=_env())
 
 
 async def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:

@@ -13,7 +13,7 @@ import pytest
 
 from sipsca.sca import ScaEvent, SubscriptionState
 
-from .factory import AOR, BOB, PREFIX, WILDCARD, A, B, SubDialog, sdp
+from .factory import AOR, BOB, PREFIX, WILDCARD, A, SubDialog, sdp
 from .harness import Harness
 
 NO_DIALOG = (481, "Call Leg/Transaction Does Not Exist")
@@ -21,16 +21,6 @@ NO_DIALOG = (481, "Call Leg/Transaction Does Not Exist")
 
 def idx(index: int) -> str:
     return f"{PREFIX};appearance-index={index}"
-
-
-@pytest.fixture
-def h() -> Harness:
-    return Harness()
-
-
-@pytest.fixture
-def line(h: Harness) -> dict[str, SubDialog]:
-    return h.call_info_line(A, B)
 
 
 def refused(h: Harness, sub: SubDialog, **kw: object) -> bool:

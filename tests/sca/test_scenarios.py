@@ -69,16 +69,6 @@ def broadcast(
     ]
 
 
-@pytest.fixture
-def h() -> Harness:
-    return Harness()
-
-
-@pytest.fixture
-def line(h: Harness) -> dict[str, SubDialog]:
-    return h.call_info_line(A, B)
-
-
 def seized_call(h: Harness, *, index: int = 1) -> tuple[SubDialog, Call]:
     """A line-seizes ``index`` and INVITEs Bob with it (tags a1 / b1); effects drained."""
     ls = h.f.new_sub(A, "line-seize")
