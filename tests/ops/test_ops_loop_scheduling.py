@@ -11,6 +11,7 @@ own instead of waiting for the next datagram.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import time
 
@@ -72,6 +73,12 @@ async def test_a_burst_of_transactions_shares_timer_callbacks(
     phone = loopback_udp()
     port = phone.getsockname()[1]
     loop = asyncio.get_running_loop()
+    shed = 0
+    # A full collection of this test process's garbage (the whole suite's) can stall the
+    # loop past the overload guard's lag limit (0.5 s), and the burst is then shed with
+    # 503: not what this test measures.
+    gc.collect()
+    gc.disable()
     try:
         for line in range(LINES):
             phone.sendto(_subscribe(line, port), (HOST, server_port))
@@ -85,9 +92,12 @@ async def test_a_burst_of_transactions_shares_timer_callbacks(
             if data.startswith(b"NOTIFY "):
                 call_id = data.split(b"Call-ID: ", 1)[1].split(b"\r\n", 1)[0].decode()
                 notifies.setdefault(call_id, []).append(time.monotonic())
+            elif data.startswith(b"SIP/2.0 503"):
+                shed += 1
     finally:
+        gc.enable()
         phone.close()
-    assert len(notifies) == LINES
+    assert len(notifies) == LINES, f"{len(notifies)} NOTIFYs, {shed} SUBSCRIBEs shed with 503"
     for call_id, times in notifies.items():
         # RFC 3261 17.1.2.2 timer E: the NOTIFY, then retransmissions after T1 and 2*T1
         assert len(times) >= 3, (call_id, times)
