@@ -9,36 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from helpers.phone import Phone
 from helpers.sca import BOB_URI, appearances, ci, established, full
 
 AOR = "sip:1000@127.0.0.1"
-REASONS = {488: "Not Acceptable Here", 491: "Request Pending"}
 
 
-def reject_reinvites(monkeypatch: pytest.MonkeyPatch, phone: Phone, status: int) -> None:
-    """``phone`` answers every re-INVITE with ``status`` (the emulator accepts them all);
-    initial INVITEs are answered as before."""
-    accept = phone._uas_invite
-
-    def uas(req: Any, via: Any, key: tuple[str, str, str]) -> None:
-        if req.to_tag:
-            phone._reply(req, via, status, REASONS[status], key=key)
-        else:
-            accept(req, via, key)
-
-    monkeypatch.setattr(phone, "_uas_invite", uas)
-
-
-async def test_failed_hold_leaves_the_call_active(
-    make_line: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_failed_hold_leaves_the_call_active(make_line: Any) -> None:
     """488 to A's hold: ``held`` is announced with the request, ``active`` again with the
     488, and B's INVITE for index 1 is no retrieval (no Replaces for A's call reaches bob)."""
     line, a, b, bob, call = await established(make_line)
-    reject_reinvites(monkeypatch, bob, 488)
+    bob.reinvite_reply = (488, "Not Acceptable Here")
     r = await a.reinvite(call, "sendonly", call_info=line.seize_ci % 1)
     assert r.status == 488, r
     await line.broadcast(full(ci(1, "held", BOB_URI)))
@@ -51,9 +31,7 @@ async def test_failed_hold_leaves_the_call_active(
     assert len(bob.incoming) == calls_to_bob
 
 
-async def test_failed_resume_keeps_the_call_held(
-    make_line: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_failed_resume_keeps_the_call_held(make_line: Any) -> None:
     """491 to A's resume of a held call: ``active`` with the request, ``held`` again with
     the 491."""
     line, a, _, bob, call = await established(make_line)
@@ -61,7 +39,7 @@ async def test_failed_resume_keeps_the_call_held(
     await line.broadcast(full(ci(1, "held", BOB_URI)), strict=False)
     await line.settle()
     line.drain()
-    reject_reinvites(monkeypatch, bob, 491)
+    bob.reinvite_reply = (491, "Request Pending")
     r = await a.reinvite(call, "sendrecv", call_info=line.seize_ci % 1)
     assert r.status == 491, r
     await line.broadcast(full(ci(1, "active", BOB_URI)))

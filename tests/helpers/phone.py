@@ -337,6 +337,8 @@ class Phone:
         self.retransmit = retransmit
         self.contact_user = contact_user if contact_user is not None else user
         self.notify_reply: tuple[int, str] = (200, "OK")
+        self.reinvite_reply: tuple[int, str] | None = None
+        """Answer every re-INVITE with this (status, reason) instead of accepting it."""
         self.reply_headers: dict[str, list[tuple[str, str]]] = {}
         self.manual_replies: set[str] = set()
         self.unanswered: list[tuple[SipRequest, Any, tuple[str, str, str]]] = []
@@ -657,6 +659,9 @@ class Phone:
 
     # ------------------------------------------------------------------ UAS INVITE
     def _uas_invite(self, req: SipRequest, via: Any, key: tuple[str, str, str]) -> None:
+        if req.to_tag and self.reinvite_reply is not None:
+            self._reply(req, via, *self.reinvite_reply, key=key)
+            return
         if req.to_tag:
             inc = self._uas_calls.get((req.call_id, req.to_tag))
             call = next((c for c in self._ctx.values() if c.request.call_id == req.call_id), None)
